@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# impermanent.nixos — `make demo` and `make test` are the two entry points (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BASE ?= $(shell command -v python3.11 || command -v python3)
+VENV        := $(CURDIR)/.venv
+PY          := $(VENV)/bin/python
+BIN         := $(VENV)/bin
+BUILD       := $(CURDIR)/.build
+COLLECTIONS := $(BUILD)/collections
+INSTALLED   := $(COLLECTIONS)/ansible_collections/impermanent/nixos
+VERSION     := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL     := $(BUILD)/impermanent-nixos-$(VERSION).tar.gz
+
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_PYTHON_INTERPRETER := $(PY)
+export IMPERMANENT_COLLECTIONS_PATH := $(COLLECTIONS)
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help setup host venv build lint sanity unit integration molecule test test-fast demo clean
+
+help:
+	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
+	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, molecule)"
+	@echo "make test-fast  unit + integration only"
+
+setup: host venv
+
+host:
+	bash scripts/setup-host.sh
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: requirements.txt
+	$(PYTHON_BASE) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# Build the artifact and install it: every test layer past unit runs the installed collection by FQCN.
+build: venv
+	rm -rf $(BUILD)/*.tar.gz $(INSTALLED)
+	mkdir -p $(BUILD)
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) .
+	$(BIN)/ansible-galaxy collection install --force --no-deps -p $(COLLECTIONS) $(TARBALL)
+
+lint: venv
+	$(BIN)/ansible-lint --offline
+
+sanity: build
+	cd $(INSTALLED) && $(BIN)/ansible-test sanity --test validate-modules --python 3.11 --local 2>&1
+
+unit: build
+	$(BIN)/pytest -q tests/unit
+
+integration: build host
+	$(BIN)/pytest -q tests/integration
+
+molecule: build host
+	bash tests/run-molecule.sh
+
+test-fast: setup unit integration
+
+test: setup lint sanity unit integration molecule
+
+demo: setup build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(BUILD)

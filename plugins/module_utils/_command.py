@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) impermanent.nixos contributors
+"""Running commands from a module: C locale, a record of what ran, failures a person can act on.
+
+Every module of this collection shells out through :class:`CommandRunner` so that
+  * parsed output is always in the C locale (``LC_ALL=C``),
+  * the module can return the exact commands it ran (or, in check mode, would run),
+  * secrets go on stdin (``data=``) and never into argv or the returned command list.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
+
+
+class CommandError(Exception):
+    """A command failed; carries what fail_json needs."""
+
+    def __init__(self, msg, rc=None, stdout="", stderr="", cmd=None):
+        super().__init__(msg)
+        self.msg = msg
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.cmd = cmd
+
+    def fail_kwargs(self):
+        return dict(msg=self.msg, rc=self.rc, stdout=self.stdout, stderr=self.stderr, cmd=self.cmd)
+
+
+class CommandRunner:
+    """Thin wrapper over AnsibleModule.run_command.
+
+    ``commands`` lists, as shell-quoted strings, every command that changed (or in check mode
+    would change) something. Read-only probes are run with ``record=False``.
+    """
+
+    def __init__(self, module):
+        self.module = module
+        self.commands = []
+
+    @staticmethod
+    def quote(argv):
+        return " ".join(shlex.quote(str(a)) for a in argv)
+
+    def find(self, name, required=True):
+        path = self.module.get_bin_path(name, required=False, opt_dirs=["/sbin", "/usr/sbin", "/usr/local/sbin"])
+        if path is None and required:
+            raise CommandError("Required command %r was not found on the target's PATH; install it on the live system." % name)
+        return path
+
+    def run(self, argv, data=None, check_rc=True, record=True, environ=None, binary_data=False, what=None):
+        """Run argv (a list), return (rc, stdout, stderr). Raises CommandError when check_rc and rc != 0."""
+        argv = [str(a) for a in argv]
+        env = dict(C_LOCALE)
+        if environ:
+            env.update(environ)
+        if record:
+            self.commands.append(self.quote(argv))
+        rc, out, err = self.module.run_command(argv, data=data, environ_update=env, binary_data=binary_data)
+        if check_rc and rc != 0:
+            what = what or argv[0]
+            raise CommandError(
+                "%s failed (rc=%s): %s" % (what, rc, (err or out).strip() or "no output"),
+                rc=rc, stdout=out, stderr=err, cmd=self.quote(argv),
+            )
+        return rc, out, err
+
+    def plan(self, argv):
+        """Record a command that check mode would run, without running it."""
+        self.commands.append(self.quote([str(a) for a in argv]))

@@ -1,0 +1,28 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Make ``ansible_collections.impermanent.nixos`` importable for the tests.
+
+`make` sets IMPERMANENT_COLLECTIONS_PATH to the built-and-installed artifact, so the tests import what
+users install. Run by hand without it, the tests import the source tree through a symlink farm.
+"""
+import os
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _collections_root():
+    installed = os.environ.get("IMPERMANENT_COLLECTIONS_PATH")
+    if installed and os.path.isdir(os.path.join(installed, "ansible_collections", "impermanent", "nixos")):
+        return installed
+    farm = os.path.join(tempfile.gettempdir(), "impermanent-nixos-src-%d" % os.getuid())
+    link = os.path.join(farm, "ansible_collections", "impermanent", "nixos")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(REPO, link)
+    return farm
+
+
+COLLECTIONS_ROOT = _collections_root()
+if COLLECTIONS_ROOT not in sys.path:
+    sys.path.insert(0, COLLECTIONS_ROOT)
