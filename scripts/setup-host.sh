@@ -7,6 +7,8 @@ set -euo pipefail
 APT_PACKAGES=(
   parted cryptsetup dosfstools gdisk fdisk e2fsprogs util-linux rsync git nix-bin
   qemu-system-x86 qemu-utils ovmf libvirt-daemon-system libvirt-clients passt mmdebstrap
+  # to build libvirt-python (requirements.txt) for community.libvirt.virt in the venv
+  pkg-config libvirt-dev gcc
 )
 
 missing=()

@@ -1,0 +1,356 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) impermanent.nixos contributors
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: hwconfig_patch
+short_description: Patch hardware-configuration.nix for an impermanent NixOS layout
+version_added: 0.1.0
+description:
+  - Edits the C(hardware-configuration.nix) that C(nixos-generate-config) wrote for a tmpfs root (install step 8).
+  - "C(fileSystems.\"/\") must be a C(tmpfs); it gets O(root_options) merged into its C(options)."
+  - "The vfat C(fileSystems.\"/boot\") (see O(boot_mountpoint)) gets O(boot_options) merged into its C(options)."
+  - With O(swap_random_encryption=true), every C(swapDevices) entry gets C(device = "/dev/disk/by-partuuid/...")
+    and C(randomEncryption.enable = true). Random encryption re-creates the swap area with a new key at every boot,
+    so its filesystem UUID or label changes; the partition's PARTUUID does not.
+  - "Merging options: a requested C(key=value) option replaces an existing option with the same key
+    (C(size=50%) becomes C(size=25%)); a requested plain option (C(defaults)) is added when missing; other options
+    already in the list are kept. A current C(nixos-generate-config) writes C(fmask=0077) and C(dmask=0077) for
+    the ESP; they are kept next to the added C(umask=0077) (all three are valid vfat options and agree)."
+  - The file is parsed as Nix (a small parser that keeps exact source positions), not matched with line regexes.
+    Edits are splices, so comments, layout and every other attribute stay byte for byte. Attribute sets written
+    inline, nested (C(fileSystems = { "/" = ...; };)), as split attribute paths
+    (C(fileSystems."/".options = ...)), and values wrapped in C(lib.mkDefault), C(lib.mkForce) or
+    C(lib.mkOverride) are understood.
+  - Idempotent, patching a patched file changes nothing. A file the module cannot understand (no tmpfs
+    C(fileSystems."/"), unbalanced braces, options built by an expression) fails with a message naming the file
+    and what was not found, and the file is left untouched.
+  - The PARTUUID of a swap device given by UUID, label or device path is looked up with C(blkid) on the target, so
+    run the module where the disk is attached (the live system, after C(nixos-generate-config)).
+author:
+  - impermanent.nixos maintainers (@impermanent-nixos)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+options:
+  path:
+    description:
+      - The C(hardware-configuration.nix) to patch, for example C(/mnt/etc/nixos/hardware-configuration.nix).
+    type: path
+    required: true
+  root_options:
+    description:
+      - "Mount options that C(fileSystems.\"/\") (the tmpfs root) must have."
+      - Use an empty list to leave the root's options alone (the root must still be a tmpfs).
+    type: list
+    elements: str
+    default: ["defaults", "size=25%", "mode=755"]
+  boot_options:
+    description:
+      - Mount options that the vfat file system at O(boot_mountpoint) must have.
+      - Use an empty list to leave it alone (also when there is no separate boot file system).
+    type: list
+    elements: str
+    default: ["umask=0077"]
+  boot_mountpoint:
+    description:
+      - Mount point of the EFI system partition in the file.
+    type: str
+    default: /boot
+  swap_random_encryption:
+    description:
+      - Move every swap device to its C(/dev/disk/by-partuuid/) path and enable C(randomEncryption).
+      - Use it with a LUKS-encrypted C(/nix) so that swap is encrypted too.
+      - A swap device given by UUID or label that does not exist on the target is an error.
+    type: bool
+    default: false
+  backup:
+    description:
+      - Keep a timestamped copy of the file before changing it; returned as RV(backup_file).
+    type: bool
+    default: true
+  validate:
+    description:
+      - Check the patched text with C(nix-instantiate --parse) before writing it, when C(nix-instantiate) is on
+        the target's PATH. A parse failure fails the task and leaves the file untouched.
+    type: bool
+    default: true
+notes:
+  - Only the Python standard library is needed on the target; C(blkid) is needed for O(swap_random_encryption).
+seealso:
+  - module: impermanent.nixos.tmpfs_root
+"""
+
+EXAMPLES = r"""
+- name: Patch the generated hardware configuration for tmpfs root, private ESP and random-key swap
+  impermanent.nixos.hwconfig_patch:
+    path: /mnt/etc/nixos/hardware-configuration.nix
+    swap_random_encryption: true
+
+- name: A smaller tmpfs root, leave /boot as generated
+  impermanent.nixos.hwconfig_patch:
+    path: /mnt/etc/nixos/hardware-configuration.nix
+    root_options: ["defaults", "size=2G", "mode=755"]
+    boot_options: []
+"""
+
+RETURN = r"""
+path:
+  description: The patched file.
+  returned: always
+  type: str
+  sample: /mnt/etc/nixos/hardware-configuration.nix
+backup_file:
+  description: The copy of the file made before changing it.
+  returned: when O(backup=true) and the file changed (not in check mode)
+  type: str
+  sample: /mnt/etc/nixos/hardware-configuration.nix.12345.2026-11-26@12:00:00~
+diff:
+  description: The file before and after, shown by C(--diff).
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: The file's text before.
+      type: str
+    after:
+      description: The file's text after (what would be written in check mode).
+      type: str
+    before_header:
+      description: Name shown for the old text.
+      type: str
+    after_header:
+      description: Name shown for the new text.
+      type: str
+validated:
+  description: Whether C(nix-instantiate --parse) checked the patched text (false when it is not installed).
+  returned: when the file changed and O(validate=true)
+  type: bool
+  sample: true
+patched:
+  description: What was (or in check mode would be) edited.
+  returned: always
+  type: dict
+  contains:
+    root:
+      description: "C(fileSystems.\"/\"): C(mountpoint), C(options_before) (null when there were none),
+        C(options_after), C(changed); null when O(root_options) is empty."
+      type: dict
+      sample: {"mountpoint": "/", "options_before": null, "options_after": ["defaults", "size=25%", "mode=755"],
+               "changed": true}
+    boot:
+      description: The boot file system, same keys as RV(patched.root); null when O(boot_options) is empty.
+      type: dict
+      sample: {"mountpoint": "/boot", "options_before": ["fmask=0077", "dmask=0077"],
+               "options_after": ["fmask=0077", "dmask=0077", "umask=0077"], "changed": true}
+    swap:
+      description:
+        - One item per C(swapDevices) entry (empty unless O(swap_random_encryption=true)).
+        - C(random_encryption) is C(added), C(enabled) (was false) or C(present).
+      type: list
+      elements: dict
+      sample: [{"device_before": "/dev/disk/by-uuid/0b7a0c3e-62a4-4c8e-9a51-7f3e2d1c9b84",
+                "device_after": "/dev/disk/by-partuuid/9e4c1b2a-3d5f-4e6a-8b7c-1d2e3f4a5b6c",
+                "random_encryption": "added"}]
+"""
+
+import os
+import re
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils._hwconfig import (
+    DEFAULT_BOOT_OPTIONS,
+    DEFAULT_ROOT_OPTIONS,
+    HwconfigError,
+    SwapLookupError,
+    plan_patch,
+)
+
+_BY_TAG = re.compile(r"^/dev/disk/by-(uuid|label|partuuid|partlabel)/(.+)$")
+
+
+def parse_blkid_export(out):
+    """``blkid -o export`` output -> dict (the first device's block)."""
+    fields = {}
+    for line in out.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+class PartuuidLookup:
+    """Find the PARTUUID of a swap device on the target with blkid (works with or without udev's symlinks)."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self._blkid = None
+
+    @property
+    def blkid(self):
+        if self._blkid is None:
+            self._blkid = self.runner.find("blkid")
+        return self._blkid
+
+    def node(self, device):
+        if os.path.exists(device):
+            return os.path.realpath(device)
+        m = _BY_TAG.match(device)
+        if not m:
+            raise SwapLookupError("swap device %s does not exist on this machine: run the module where the swap "
+                                  "partition is attached, or fix swapDevices" % device)
+        tag = m.group(1).upper()
+        value = m.group(2)
+        rc, out, err = self.runner.run([self.blkid, "-o", "device", "-t", "%s=%s" % (tag, value)],
+                                       check_rc=False, record=False)
+        devices = out.split()
+        if rc not in (0, 2) or (rc == 0 and not devices):
+            raise SwapLookupError("blkid -t %s=%s failed (rc=%s): %s" % (tag, value, rc, (err or out).strip()))
+        if not devices:
+            raise SwapLookupError(
+                "swap device %s: no block device with %s %s on this machine (blkid -t %s=%s found none). Run the "
+                "module where the swap partition is attached, right after nixos-generate-config, or fix "
+                "swapDevices" % (device, tag, value, tag, value))
+        if len(devices) > 1:
+            raise SwapLookupError("swap device %s: %s %s is not unique on this machine (%s); refusing to guess" % (
+                device, tag, value, ", ".join(devices)))
+        return devices[0]
+
+    def __call__(self, device):
+        node = self.node(device)
+        rc, out, err = self.runner.run([self.blkid, "-p", "-o", "export", node], check_rc=False, record=False)
+        fields = parse_blkid_export(out)
+        if rc != 0 and not fields:
+            raise SwapLookupError("swap device %s (%s): blkid -p found no signature (rc=%s) %s" % (
+                device, node, rc, (err or "").strip()))
+        if fields.get("TYPE") != "swap":
+            raise SwapLookupError(
+                "swap device %s (%s) holds %s, not a swap area: refusing to enable random encryption, which "
+                "overwrites the partition at every boot" % (device, node, fields.get("TYPE") or "no signature"))
+        partuuid = fields.get("PART_ENTRY_UUID")
+        if not partuuid:
+            raise SwapLookupError(
+                "swap device %s (%s) is not a partition of a GPT or MBR disk (blkid reports no PART_ENTRY_UUID); "
+                "random encryption needs a stable /dev/disk/by-partuuid/ path" % (device, node))
+        return partuuid
+
+
+class HwconfigFile:
+    """Reads, validates and atomically writes the file; keeps its mode and owner (module.atomic_move)."""
+
+    def __init__(self, module, runner, path):
+        self.module = module
+        self.runner = runner
+        self.path = path
+
+    def read(self):
+        if not os.path.isfile(self.path):
+            raise HwconfigError("%s does not exist or is not a file: run nixos-generate-config --root <root> first"
+                                % self.path)
+        with open(self.path, "rb") as f:
+            # surrogateescape: bytes that are not UTF-8 go back out exactly as they came in
+            return f.read().decode("utf-8", "surrogateescape")
+
+    def validate(self, text):
+        """nix-instantiate --parse on the candidate text; None when fine or unavailable, else a CommandError."""
+        nix = self.runner.find("nix-instantiate", required=False)
+        if nix is None:
+            return False
+        fd, tmp = tempfile.mkstemp(prefix="hwconfig-", suffix=".nix", dir=self.module.tmpdir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode("utf-8", "surrogateescape"))
+            rc, out, err = self.runner.run([nix, "--parse", tmp], check_rc=False, record=False)
+        finally:
+            os.unlink(tmp)
+        if rc != 0:
+            raise CommandError(
+                "the patched %s does not parse with nix-instantiate (file left untouched): %s" % (
+                    self.path, err.strip().replace(tmp, self.path + " (patched)")),
+                rc=rc, stdout=out, stderr=err, cmd=self.runner.quote([nix, "--parse", self.path + " (patched)"]))
+        return True
+
+    def write(self, text):
+        # through a symlink, replace the file it points to (as an editor would), not the link
+        target = os.path.realpath(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(target), suffix=".tmp",
+                                   dir=os.path.dirname(target))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode("utf-8", "surrogateescape"))
+                f.flush()
+                os.fsync(f.fileno())
+            self.module.atomic_move(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            root_options=dict(type="list", elements="str", default=list(DEFAULT_ROOT_OPTIONS)),
+            boot_options=dict(type="list", elements="str", default=list(DEFAULT_BOOT_OPTIONS)),
+            boot_mountpoint=dict(type="str", default="/boot"),
+            swap_random_encryption=dict(type="bool", default=False),
+            backup=dict(type="bool", default=True),
+            validate=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    path = p["path"]
+    runner = CommandRunner(module)
+    hwfile = HwconfigFile(module, runner, path)
+    result = dict(changed=False, path=path)
+    try:
+        before = hwfile.read()
+        plan = plan_patch(before, name=path, root_options=p["root_options"], boot_options=p["boot_options"],
+                          boot_mountpoint=p["boot_mountpoint"], swap_random_encryption=p["swap_random_encryption"],
+                          resolve_partuuid=PartuuidLookup(runner))
+    except HwconfigError as e:
+        module.fail_json(msg=str(e), **result)
+    except CommandError as e:
+        module.fail_json(**dict(e.fail_kwargs(), **result))
+
+    result.update(
+        changed=plan.changed,
+        patched=plan.patched,
+        diff=dict(before=plan.before, after=plan.after, before_header="%s (before)" % path,
+                  after_header="%s (after)" % path),
+    )
+    if plan.changed:
+        try:
+            if p["validate"]:
+                result["validated"] = hwfile.validate(plan.after)
+            if not module.check_mode:
+                if p["backup"]:
+                    result["backup_file"] = module.backup_local(path)
+                hwfile.write(plan.after)
+        except CommandError as e:
+            module.fail_json(**dict(e.fail_kwargs(), **result))
+        except (IOError, OSError) as e:
+            module.fail_json(msg="could not write %s: %s (file left as it was)" % (path, e), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

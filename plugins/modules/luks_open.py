@@ -1,0 +1,338 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) impermanent.nixos contributors
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: luks_open
+short_description: Format a blank device with LUKS (once) and open it as /dev/mapper/NAME
+version_added: 0.1.0
+author:
+  - impermanent.nixos maintainers (@impermanent-nixos)
+description:
+  - Opens the LUKS device O(device) as C(/dev/mapper/NAME) (O(state=opened)), or closes the mapping
+    (O(state=closed)).
+  - With O(format=true) it first runs C(cryptsetup luksFormat) when, and only when, the device has no LUKS header
+    and no other signature at all (C(cryptsetup isLuks), C(blkid -p)). An existing LUKS header is never
+    reformatted, whatever the options; a device holding a file system, a partition table or any other signature
+    is refused.
+  - The key is a passphrase, handed to cryptsetup on stdin (C(--key-file=-)) without a trailing newline, which is
+    exactly the key that typing the passphrase at cryptsetup's prompt gives later; or a key file on the target.
+    The secret is never part of a command line or of the returned C(commands).
+  - A mapping already open under O(name) on O(device) is left alone (no key needed); O(name) open on another
+    device is an error.
+  - With O(format=true) on a device that already has a LUKS header and O(state=closed), the key is tested
+    (C(cryptsetup open --test-passphrase)) so that a header the key cannot open is reported instead of silently
+    accepted. In check mode the key is tested the same way before a planned open.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Returns the commands it would run; formats, opens and closes nothing (it may test the key, read-only).
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  device:
+    description:
+      - The block device (or image file) holding, or to hold, the LUKS header, for example V(/dev/vda3).
+      - Required when O(state=opened) or O(format=true). With O(state=closed), when given, the mapping is closed
+        only if it is open on this device.
+    type: path
+  name:
+    description:
+      - The device-mapper name; the opened device is C(/dev/mapper/NAME).
+    type: str
+    default: crypted
+  passphrase:
+    description:
+      - The passphrase, without a trailing newline (it may not contain one).
+      - Mutually exclusive with O(keyfile). One of them is needed to format or to open.
+    type: str
+  keyfile:
+    description:
+      - A key file on the target; its whole content is the key.
+      - Mutually exclusive with O(passphrase).
+    type: path
+  format:
+    description:
+      - Run C(cryptsetup luksFormat) when the device is blank. A blank device with V(false) is an error that
+        says to set V(true).
+    type: bool
+    default: false
+  type:
+    description:
+      - The LUKS version for C(luksFormat).
+    type: str
+    choices: [luks2, luks1]
+    default: luks2
+  pbkdf:
+    description:
+      - Key derivation function for C(luksFormat). Defaults to V(argon2id) for LUKS2 and V(pbkdf2) for LUKS1
+        (which supports only V(pbkdf2)).
+    type: str
+    choices: [argon2id, argon2i, pbkdf2]
+  pbkdf_memory:
+    description:
+      - Memory cost in KiB (C(--pbkdf-memory)); argon2 only.
+    type: int
+  pbkdf_parallel:
+    description:
+      - Parallel threads (C(--pbkdf-parallel)); argon2 only.
+    type: int
+  iter_time:
+    description:
+      - Milliseconds the benchmarked PBKDF should take (C(--iter-time)). Mutually exclusive with
+        O(pbkdf_force_iterations).
+    type: int
+  pbkdf_force_iterations:
+    description:
+      - Fixed PBKDF cost, no benchmark (C(--pbkdf-force-iterations)). Tests use V(pbkdf2) with V(1000); too weak
+        for real use.
+    type: int
+  label:
+    description:
+      - LUKS2 header label for C(luksFormat).
+    type: str
+  state:
+    description:
+      - V(opened) maps the device, V(closed) removes the mapping C(/dev/mapper/NAME) if it exists.
+    type: str
+    choices: [opened, closed]
+    default: opened
+seealso:
+  - module: impermanent.nixos.tmpfs_root
+"""
+
+EXAMPLES = r"""
+- name: Encrypt the nix partition (first run only) and open it as /dev/mapper/crypted
+  impermanent.nixos.luks_open:
+    device: /dev/vda3
+    passphrase: "{{ luks_passphrase }}"
+    format: true
+
+- name: Format without opening (for example to prepare a disk elsewhere)
+  impermanent.nixos.luks_open:
+    device: /dev/vda3
+    keyfile: /root/nix.key
+    format: true
+    state: closed
+
+- name: Close the mapping
+  impermanent.nixos.luks_open:
+    name: crypted
+    state: closed
+"""
+
+RETURN = r"""
+mapper:
+  description: The path of the opened device.
+  returned: always
+  type: str
+  sample: /dev/mapper/crypted
+uuid:
+  description: The LUKS UUID of O(device) (C(cryptsetup luksUUID)); null when the device has no header (yet).
+  returned: always
+  type: str
+  sample: 4f8c1a50-3f0e-4d0c-9a7e-1c2b3d4e5f60
+formatted:
+  description: Whether C(luksFormat) ran (in check mode, would run).
+  returned: always
+  type: bool
+opened:
+  description: Whether the mapping is open after the run (in check mode, would be).
+  returned: always
+  type: bool
+luks:
+  description: What C(luksDump) says about the header after the run; null without a header.
+  returned: always
+  type: dict
+  sample: {version: 2, uuid: 4f8c1a50-3f0e-4d0c-9a7e-1c2b3d4e5f60, label: null, subsystem: null,
+           cipher: aes-xts-plain64, keyslots: [{slot: 0, pbkdf: argon2id, iterations: null, time_cost: 4,
+           memory: 1048576, threads: 4}]}
+commands:
+  description: The commands that changed (in check mode, would change) something, without any secret.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/usr/sbin/cryptsetup luksFormat --batch-mode --type luks2 --pbkdf argon2id --key-file=- /dev/vda3",
+           "/usr/sbin/cryptsetup open --type luks --key-file=- /dev/vda3 crypted"]
+"""
+
+import os
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils import _luks as luks
+
+
+def _identity(path):
+    """(major, minor) of a block device, the real path of anything else; None when missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if stat.S_ISBLK(st.st_mode):
+        return (os.major(st.st_rdev), os.minor(st.st_rdev))
+    return os.path.realpath(path)
+
+
+class LuksReader:
+    """Read-only probes of the device and of the mapping."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.cryptsetup = runner.find("cryptsetup")
+
+    def status(self, name):
+        rc, out, err = self.runner.run([self.cryptsetup, "status", name], check_rc=False, record=False)
+        return luks.parse_status(rc, out, err)
+
+    def is_luks(self, device):
+        rc, _out, _err = self.runner.run([self.cryptsetup, "isLuks", device], check_rc=False, record=False)
+        return rc == 0
+
+    def dump(self, device):
+        _rc, out, _err = self.runner.run([self.cryptsetup, "luksDump", device], record=False,
+                                         what="cryptsetup luksDump")
+        return luks.parse_luks_dump(out)
+
+    def uuid(self, device):
+        _rc, out, _err = self.runner.run([self.cryptsetup, "luksUUID", device], record=False,
+                                         what="cryptsetup luksUUID")
+        return out.strip() or None
+
+    def probe(self, device):
+        rc, out, err = self.runner.run([self.runner.find("blkid"), "-p", "-o", "export", device], check_rc=False,
+                                       record=False)
+        if rc == 2:  # nothing found
+            return {}
+        if rc != 0:
+            raise CommandError("blkid -p %s failed (rc=%s): %s" % (device, rc, err.strip()), rc=rc, stdout=out,
+                               stderr=err)
+        return luks.parse_blkid_export(out)
+
+    def facts(self, device, name):
+        status = self.status(name)
+        matches = False
+        if status["active"] and device is not None:
+            want = _identity(device)
+            matches = want is not None and want in (_identity(status["device"] or ""),
+                                                    _identity(status["loop"] or ""))
+        if device is None:
+            return luks.LuksFacts(status, status_matches=matches, device_exists=False)
+        exists = os.path.exists(device)
+        is_luks = exists and self.is_luks(device)
+        return luks.LuksFacts(
+            status, status_matches=matches, is_luks=is_luks,
+            probe=self.probe(device) if exists and not is_luks else {},
+            dump=self.dump(device) if is_luks else None, device_exists=exists)
+
+
+class LuksExecutor:
+    """Runs the planned steps; the key goes on stdin only."""
+
+    def __init__(self, runner, cryptsetup, request, check_mode):
+        self.runner = runner
+        self.cryptsetup = cryptsetup
+        self.request = request
+        self.check_mode = check_mode
+
+    def argv(self, kind):
+        req = self.request
+        if kind == "format":
+            return luks.format_argv(self.cryptsetup, req.device, req.options, req.key)
+        if kind == "open":
+            return luks.open_argv(self.cryptsetup, req.device, req.name, req.key)
+        if kind == "verify":
+            return luks.test_key_argv(self.cryptsetup, req.device, req.key)
+        return luks.close_argv(self.cryptsetup, req.name)
+
+    def run(self, plan):
+        for step in plan.steps:
+            argv = self.argv(step.kind)
+            if step.writes and self.check_mode:
+                self.runner.plan(argv)
+                continue
+            data = self.request.key.data if step.kind in ("format", "open", "verify") else None
+            try:
+                self.runner.run(argv, data=data, binary_data=True, record=step.writes,
+                                what="cryptsetup %s" % step.kind)
+            except CommandError as e:
+                raise self._explain(step.kind, e)
+
+    def _explain(self, kind, error):
+        if kind in ("open", "verify") and error.rc == luks.RC_WRONG_KEY:
+            error.msg = ("%s does not unlock any key slot of %s (cryptsetup rc=2: %s). Nothing was changed; check "
+                         "the passphrase or key file." % (self.request.key.describe(),
+                                                          self.request.device, error.stderr.strip()))
+        elif kind == "close" and error.rc == luks.RC_BUSY:
+            error.msg = ("/dev/mapper/%s is in use (mounted, or a swap or LVM on it); unmount it before closing. "
+                         "%s" % (self.request.name, error.stderr.strip()))
+        return error
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            device=dict(type="path"),
+            name=dict(type="str", default="crypted"),
+            passphrase=dict(type="str", no_log=True),
+            keyfile=dict(type="path", no_log=False),
+            format=dict(type="bool", default=False),
+            type=dict(type="str", choices=["luks2", "luks1"], default="luks2"),
+            pbkdf=dict(type="str", choices=list(luks.PBKDFS)),
+            pbkdf_memory=dict(type="int"),
+            pbkdf_parallel=dict(type="int"),
+            iter_time=dict(type="int"),
+            pbkdf_force_iterations=dict(type="int"),
+            label=dict(type="str"),
+            state=dict(type="str", choices=["opened", "closed"], default="opened"),
+        ),
+        mutually_exclusive=[("passphrase", "keyfile"), ("iter_time", "pbkdf_force_iterations")],
+        required_if=[("state", "opened", ["device"]), ("format", True, ["device"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    runner = CommandRunner(module)
+    result = dict(changed=False, mapper="/dev/mapper/%s" % p["name"], uuid=None, formatted=False, opened=False,
+                  luks=None, commands=runner.commands)
+    try:
+        key = luks.Key(passphrase=p["passphrase"], keyfile=p["keyfile"])
+        if key.keyfile is not None and not os.path.isfile(key.keyfile):
+            raise luks.LuksError("keyfile=%s is not a file on the target." % key.keyfile)
+        options = luks.FormatOptions(
+            luks_type=p["type"], pbkdf=p["pbkdf"], pbkdf_memory=p["pbkdf_memory"],
+            pbkdf_parallel=p["pbkdf_parallel"], iter_time=p["iter_time"],
+            pbkdf_force_iterations=p["pbkdf_force_iterations"], label=p["label"])
+        request = luks.LuksRequest(p["device"], p["name"], p["state"], p["format"], key, options)
+        reader = LuksReader(runner)
+        facts = reader.facts(p["device"], p["name"])
+        plan = luks.LuksPlanner(request, facts, check_mode=module.check_mode).plan()
+        LuksExecutor(runner, reader.cryptsetup, request, module.check_mode).run(plan)
+        for warning in plan.warnings:
+            module.warn(warning)
+        result.update(changed=plan.changed, formatted=plan.formats)
+        if p["state"] == "opened":
+            result["opened"] = True
+        if p["device"] is not None and (facts.is_luks or (plan.formats and not module.check_mode)):
+            result["uuid"] = reader.uuid(p["device"])
+            result["luks"] = reader.dump(p["device"])
+    except luks.LuksError as e:
+        module.fail_json(msg=str(e), **result)
+    except CommandError as e:
+        result.update(e.fail_kwargs())
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,342 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) impermanent.nixos contributors
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nixos_flake_install
+short_description: Run C(nixos-install) from a flake, once
+version_added: 0.1.0
+author:
+  - impermanent.nixos maintainers (@impermanent-nixos)
+description:
+  - Runs C(nixos-install --flake REF#HOST --root ROOT --no-root-passwd) with flakes enabled through
+    E(NIX_CONFIG) (C(experimental-features = nix-command flakes), merged line by line with an E(NIX_CONFIG) the
+    target already has).
+  - A flake in a git repository only sees the files git tracks; with O(stage=true) the module first runs
+    C(git add) on untracked and modified C(*.nix) files and C(flake.lock) under the flake directory (stage only,
+    nothing is committed), so that a freshly generated C(hardware-configuration.nix) is not missing from the build.
+  - Skips (V(changed=false)) when the target already has a system profile, C(ROOT/nix/var/nix/profiles/system),
+    unless O(reinstall=true).
+  - Before running it checks, for a flake on the target, that the directory exists, is in a git repository
+    (for a plain directory or a C(git+file://) ref), has a C(flake.nix), and that the host name appears in it.
+  - Remote flake refs (C(github:), C(git+https://), ...) are passed to C(nixos-install) unchecked and unstaged.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Returns the files it would stage and the command it would run; runs nothing that writes.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  flake:
+    description:
+      - The flake. An absolute directory on the target (for example V(/mnt/etc/nixos)), or a flake reference such
+        as V(git+file:///mnt/etc/nixos), V(path:/mnt/etc/nixos) or V(github:owner/repo).
+      - May carry the host as a fragment, V(/mnt/etc/nixos#laptop); then O(host) may be left out.
+      - A plain directory must be inside a git repository. Nix fetches a flake in a git repository with git, so
+        only tracked (or staged) files are installed; outside git Nix would copy the directory as it is, which
+        this module refuses to do by accident. Use a V(path:) ref to install from a directory without git.
+    type: str
+    required: true
+  host:
+    description:
+      - The C(nixosConfigurations) name to install.
+      - Letters, digits, V(-), V(_) and V(.), starting with a letter or digit, at most 63 characters.
+      - "Checked textually against C(flake.nix): C(nixosConfigurations.HOST), or C(HOST = ...) after
+        C(nixosConfigurations). A name that appears only in another form (a list given to C(genAttrs), a function
+        call) gives a warning; a name that does not appear in C(flake.nix) at all is an error. The check does not
+        evaluate Nix, so names generated from directories or defined outside C(flake.nix) are not seen."
+      - Required unless O(flake) ends in V(#HOST).
+    type: str
+  root:
+    description:
+      - The mount point of the system being installed, passed as C(--root).
+    type: path
+    default: /mnt
+  no_root_passwd:
+    description:
+      - Pass C(--no-root-passwd), so that C(nixos-install) does not prompt for a root password.
+    type: bool
+    default: true
+  stage:
+    description:
+      - Before installing, C(git add) untracked and modified C(*.nix) files and C(flake.lock) under the flake
+        directory, so that the flake sees them. Nothing is committed and no git identity is needed.
+      - Only for a flake in a git repository on the target.
+    type: bool
+    default: true
+  extra_args:
+    description:
+      - More arguments for C(nixos-install), appended as given (for example V([--no-bootloader]) or
+        V([--option, substituters, ""])).
+    type: list
+    elements: str
+    default: []
+  reinstall:
+    description:
+      - Run C(nixos-install) even though C(ROOT/nix/var/nix/profiles/system) exists (a new system generation).
+    type: bool
+    default: false
+notes:
+  - Git commands run as C(git -c safe.directory=*), because on a live ISO the flake directory is often owned by
+    another user than the one running the module.
+  - "On failure the last 60 lines of C(nixos-install) output are in C(msg) and C(stdout_lines); when Nix reports
+    C(getting status of '.../nix/store/...-source/FILE': No such file or directory) the message names the
+    untracked file."
+seealso:
+  - name: nixos-install manual page
+    description: The options of C(nixos-install).
+    link: https://nixos.org/manual/nixos/stable/#sec-nixos-install
+"""
+
+EXAMPLES = r"""
+- name: Install the flake's "laptop" configuration into /mnt
+  impermanent.nixos.nixos_flake_install:
+    flake: /mnt/etc/nixos
+    host: laptop
+
+- name: The same, host given as a fragment, without installing a boot loader
+  impermanent.nixos.nixos_flake_install:
+    flake: git+file:///mnt/etc/nixos#laptop
+    extra_args:
+      - --no-bootloader
+
+- name: Install again over an existing system (a new generation)
+  impermanent.nixos.nixos_flake_install:
+    flake: /mnt/etc/nixos
+    host: laptop
+    reinstall: true
+"""
+
+RETURN = r"""
+cmd:
+  description: The C(nixos-install) command line that ran (or would run), secrets masked.
+  returned: when the install ran, would run, or failed while running
+  type: list
+  elements: str
+  sample: [/run/current-system/sw/bin/nixos-install, --flake, /mnt/etc/nixos#laptop, --root, /mnt, --no-root-passwd]
+staged:
+  description: Files C(git add) staged (in check mode, would stage), relative to the repository's top level.
+  returned: always
+  type: list
+  elements: str
+  sample: [hardware-configuration.nix]
+skipped_reason:
+  description: Why nothing ran (the system profile exists); V(null) when the install ran.
+  returned: always
+  type: str
+  sample: /mnt/nix/var/nix/profiles/system exists (NixOS is already installed); set reinstall=true to install again
+log_tail:
+  description: The last 60 lines of C(nixos-install) output (stdout, then stderr).
+  returned: when nixos-install ran
+  type: list
+  elements: str
+  sample: [installing the boot loader..., installation finished!]
+host:
+  description: The C(nixosConfigurations) name installed.
+  returned: always
+  type: str
+  sample: laptop
+commands:
+  description: Commands that changed something (or would, in check mode), shell-quoted.
+  returned: always
+  type: list
+  elements: str
+  sample: ["git -C /mnt/etc/nixos -c 'safe.directory=*' add -- hardware-configuration.nix"]
+"""
+
+import os
+import shlex
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils import _flake as flake
+
+PROFILE = "nix/var/nix/profiles/system"
+
+
+class InstallPlan(object):
+    """What the run must do: nothing (skipped_reason), or stage ``staged`` in ``repo_top`` then run ``argv``."""
+
+    def __init__(self, host):
+        self.host = host
+        self.skipped_reason = None
+        self.repo_top = None
+        self.staged = []
+        self.argv = None
+        self.nix_config = None
+        self.warnings = []
+
+
+class InstallPlanner(object):
+    """Reads the target and decides; raises CommandError for anything the user must fix first."""
+
+    def __init__(self, module, runner):
+        self.module = module
+        self.runner = runner
+        self.params = module.params
+
+    def git(self, directory, *args):
+        return [self.runner.find("git"), "-C", directory, "-c", "safe.directory=*"] + list(args)
+
+    def plan(self):
+        p = self.params
+        try:
+            ref = flake.parse_flake_ref(p["flake"])
+            host = flake.resolve_host(ref, p["host"])
+        except flake.FlakeRefError as e:
+            raise CommandError(str(e))
+        result = InstallPlan(host)
+        root = p["root"].rstrip("/") or "/"
+        profile = os.path.join(root, PROFILE)
+        if os.path.lexists(profile) and not p["reinstall"]:
+            result.skipped_reason = (
+                "%s exists (NixOS is already installed); set reinstall=true to install again" % profile)
+            return result
+        if not os.path.isdir(root):
+            raise CommandError("root %s is not a directory: mount the target file systems there first" % root)
+        if ref.local:
+            self.check_local_flake(ref, host, result)
+        if p["stage"] and result.repo_top:
+            result.staged = self.untracked_sources(ref, result.repo_top)
+        result.argv = flake.install_argv(
+            self.runner.find("nixos-install"), ref, host, root, p["no_root_passwd"], p["extra_args"])
+        result.nix_config = flake.merge_nix_config(os.environ.get("NIX_CONFIG"))
+        return result
+
+    def check_local_flake(self, ref, host, result):
+        if not os.path.isdir(ref.directory):
+            raise CommandError("flake directory %s does not exist on the target (flake=%s)" % (
+                ref.directory, self.params["flake"]))
+        if ref.uses_git:
+            result.repo_top = self.repo_top(ref)
+        flake_nix = os.path.join(ref.flake_dir, "flake.nix")
+        if not os.path.isfile(flake_nix):
+            raise CommandError("%s has no flake.nix: point flake at the directory that holds it%s" % (
+                ref.flake_dir, " (or add ?dir=SUBDIR to the ref)" if ref.kind != flake.KIND_DIR else ""))
+        with open(flake_nix, "r", errors="replace") as f:
+            found = flake.host_in_flake(f.read(), host)
+        if found == flake.HOST_ABSENT:
+            raise CommandError(
+                "host %r does not appear in %s: nixos-install would fail to find nixosConfigurations.%s. "
+                "Check the name (the check is textual: the name must appear in flake.nix)" % (host, flake_nix, host))
+        if found == flake.HOST_MENTIONED:
+            result.warnings.append(
+                "%r appears in %s but not as nixosConfigurations.%s or '%s = ...' under nixosConfigurations; "
+                "assuming it is generated there (the check is textual)" % (host, flake_nix, host, host))
+
+    def repo_top(self, ref):
+        dotgit = os.path.exists(os.path.join(ref.directory, ".git"))
+        git = self.runner.find("git", required=dotgit)
+        explain = (
+            "%s is not in a git repository. A flake directory is expected to be a git checkout (Nix then installs "
+            "what git tracks); run `git init && git add -A` there, or use flake=path:%s to install the directory "
+            "as it is, without git" % (ref.directory, ref.directory))
+        if git is None:
+            raise CommandError(explain + " (git is not installed on the target either)")
+        rc, out, err = self.runner.run(self.git(ref.directory, "rev-parse", "--show-toplevel"),
+                                       check_rc=False, record=False)
+        if rc != 0:
+            if dotgit:
+                raise CommandError("git cannot read the repository in %s: %s" % (ref.directory, err.strip()),
+                                   rc=rc, stdout=out, stderr=err)
+            raise CommandError(explain, rc=rc, stdout=out, stderr=err)
+        return out.strip()
+
+    def untracked_sources(self, ref, repo_top):
+        argv = [self.runner.find("git"), "--no-optional-locks"] + self.git(ref.flake_dir)[1:] + [
+            "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", "."]
+        _rc, out, _err = self.runner.run(argv, record=False, what="git status")
+        prefix = os.path.relpath(os.path.realpath(ref.flake_dir), os.path.realpath(repo_top))
+        try:
+            entries = flake.parse_porcelain_z(out)
+        except ValueError as e:
+            raise CommandError(str(e), stdout=out)
+        return flake.files_to_stage(entries, "" if prefix == "." else prefix)
+
+
+class InstallExecutor(object):
+    """Stages, then runs nixos-install; in check mode only records what it would run."""
+
+    def __init__(self, module, runner, planner):
+        self.module = module
+        self.runner = runner
+        self.planner = planner
+
+    def execute(self, plan):
+        stage_argv = None
+        if plan.staged:
+            stage_argv = self.planner.git(plan.repo_top, "add", "--") + plan.staged
+        shown = flake.redact_argv(plan.argv)
+        if self.module.check_mode:
+            if stage_argv:
+                self.runner.plan(stage_argv)
+            self.runner.plan(shown)
+            return None
+        if stage_argv:
+            self.runner.run(stage_argv, what="git add")
+        self.runner.plan(shown)  # recorded masked; run unrecorded below
+        rc, out, err = self.runner.run(plan.argv, check_rc=False, record=False,
+                                       environ={"NIX_CONFIG": plan.nix_config})
+        tail = flake.log_tail(out, err)
+        if rc != 0:
+            _rel, hint = flake.missing_source_hint(err, plan.repo_top)
+            msg = "nixos-install failed (rc=%s)." % rc
+            if hint:
+                msg += " " + hint
+            msg += "\nLast lines of its output:\n" + "\n".join(tail)
+            raise CommandError(msg, rc=rc, stdout=out, stderr=err, cmd=self.runner.quote(shown))
+        return tail
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            flake=dict(type="str", required=True),
+            host=dict(type="str"),
+            root=dict(type="path", default="/mnt"),
+            no_root_passwd=dict(type="bool", default=True, no_log=False),
+            stage=dict(type="bool", default=True),
+            extra_args=dict(type="list", elements="str", default=[]),
+            reinstall=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    runner = CommandRunner(module)
+    planner = InstallPlanner(module, runner)
+    result = dict(changed=False, staged=[], skipped_reason=None, commands=runner.commands, host=module.params["host"])
+    plan = None
+    try:
+        plan = planner.plan()
+        result["host"] = plan.host
+        for warning in plan.warnings:
+            module.warn(warning)
+        if plan.skipped_reason:
+            result["skipped_reason"] = plan.skipped_reason
+            module.exit_json(**result)
+        result["cmd"] = flake.redact_argv(plan.argv)
+        result["staged"] = plan.staged
+        tail = InstallExecutor(module, runner, planner).execute(plan)
+    except CommandError as e:
+        failed = dict(result, **e.fail_kwargs())
+        failed["cmd"] = shlex.split(e.cmd) if e.cmd else result.get("cmd")
+        if plan is not None and plan.argv and failed["cmd"] == flake.redact_argv(plan.argv):
+            failed["log_tail"] = failed["stdout_lines"] = flake.log_tail(e.stdout, e.stderr)
+        module.fail_json(**failed)
+    result["changed"] = True
+    if tail is not None:
+        result["log_tail"] = tail
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

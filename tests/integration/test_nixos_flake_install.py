@@ -1,0 +1,310 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""impermanent.nixos.nixos_flake_install on this host, with the nixos-install TEST DOUBLE on PATH.
+
+There is no nixpkgs here, so tests/images/doubles/nixos-install stands in for the real tool: it checks the
+options, NIX_CONFIG's experimental features, that every file the flake refers to is visible to git, and the
+nixosConfigurations name, then records the call and creates ROOT/nix/var/nix/profiles/system. The module is
+not told about the double; it finds `nixos-install` on PATH like on a live ISO. What a real build would do
+(evaluate NixOS, copy a closure, install a boot loader) is exercised only in the Molecule guests.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import run_module
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOUBLES = os.path.join(os.path.dirname(HERE), "images", "doubles")
+MODULE = "impermanent.nixos.nixos_flake_install"
+
+FLAKE_NIX = """{
+  description = "test flake for impermanent.nixos";
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-24.11";
+  outputs = { self, nixpkgs, ... }: {
+    nixosConfigurations.testhost = nixpkgs.lib.nixosSystem {
+      system = "x86_64-linux";
+      modules = [ ./configuration.nix ];
+    };
+  };
+}
+"""
+CONFIGURATION_NIX = """{ config, lib, pkgs, ... }:
+{
+  imports = [ ./hardware-configuration.nix ];
+  networking.hostName = "testhost";
+  system.stateVersion = "24.11";
+}
+"""
+HARDWARE_NIX = """{ config, lib, pkgs, modulesPath, ... }:
+{
+  fileSystems."/" = { device = "none"; fsType = "tmpfs"; options = [ "defaults" "size=25%" "mode=755" ]; };
+}
+"""
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", repo, "-c", "safe.directory=*"] + list(args), capture_output=True,
+                          text=True, check=True).stdout
+
+
+class Scratch(object):
+    """A flake git repo (flake.nix + configuration.nix committed, hardware-configuration.nix untracked) and a
+    ROOT, under a 0755 directory: nixos-install refuses a root whose parents others cannot enter."""
+
+    def __init__(self, base, subdir=""):
+        self.base = base
+        self.repo = os.path.join(base, "flake")
+        self.flake = os.path.join(self.repo, subdir) if subdir else self.repo
+        self.root = os.path.join(base, "root")
+        self.log = os.path.join(base, "doubles.log")
+        os.makedirs(self.flake)
+        os.makedirs(self.root)
+        git(self.repo, "init", "-q", "-b", "main")
+        self.write("flake.nix", FLAKE_NIX)
+        self.write("configuration.nix", CONFIGURATION_NIX)
+        git(self.repo, "add", "-A")
+        git(self.repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "init")
+        self.write("hardware-configuration.nix", HARDWARE_NIX)
+
+    def write(self, name, text):
+        with open(os.path.join(self.flake, name), "w") as f:
+            f.write(text)
+
+    def tracked(self):
+        return git(self.repo, "ls-files").split()
+
+    def commits(self):
+        return int(git(self.repo, "rev-list", "--count", "HEAD"))
+
+    def calls(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return [json.loads(line) for line in f]
+
+    def installed(self):
+        with open(os.path.join(self.root, "nix/var/nix/impermanent-double-install.json")) as f:
+            return json.load(f)
+
+    @property
+    def profile(self):
+        return os.path.join(self.root, "nix/var/nix/profiles/system")
+
+
+@pytest.fixture
+def scratch(monkeypatch):
+    base = tempfile.mkdtemp(prefix="impermanent-flake-", dir="/tmp")
+    os.chmod(base, 0o755)
+    made = []
+
+    def make(subdir=""):
+        s = Scratch(os.path.join(base, str(len(made))), subdir)
+        made.append(s)
+        monkeypatch.setenv("IMPERMANENT_DOUBLES_LOG", s.log)
+        return s
+
+    monkeypatch.setenv("PATH", DOUBLES + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("NIX_CONFIG", raising=False)
+    yield make
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def install(s, check=False, **args):
+    params = dict(flake=s.flake, host="testhost", root=s.root)
+    params.update(args)
+    return run_module(MODULE, params, check=check)
+
+
+def test_installs_stages_then_skips_then_reinstalls(scratch, monkeypatch):
+    s = scratch()
+    monkeypatch.setenv("NIX_CONFIG", "max-jobs = 2")
+    rc, res = install(s)
+    assert rc == 0, res
+    assert res["changed"] is True
+    assert res["staged"] == ["hardware-configuration.nix"]
+    assert "hardware-configuration.nix" in s.tracked() and s.commits() == 1  # staged, not committed
+    assert res["cmd"][1:] == ["--flake", s.flake + "#testhost", "--root", s.root, "--no-root-passwd"]
+    assert os.path.basename(res["cmd"][0]) == "nixos-install"
+    assert res["skipped_reason"] is None
+    assert "installation finished!" in res["log_tail"]
+    assert any(c.endswith("add -- hardware-configuration.nix") for c in res["commands"])
+    call = s.installed()
+    assert call["argv"][1:] == ["--flake", s.flake + "#testhost", "--root", s.root, "--no-root-passwd"]
+    assert call["NIX_CONFIG"] == "max-jobs = 2\nexperimental-features = nix-command flakes"
+    assert call["host"] == "testhost" and call["source"] == "git" and call["generation"] == 1
+    # the profile points into the target's store, /nix/store/... : dangling when seen from the live system
+    assert os.path.islink(s.profile) and not os.path.exists(s.profile)
+
+    rc, again = install(s)
+    assert rc == 0, again
+    assert again["changed"] is False
+    assert s.profile in again["skipped_reason"] and "reinstall" in again["skipped_reason"]
+    assert again["staged"] == [] and again["commands"] == []
+    assert len([c for c in s.calls() if c["tool"] == "nixos-install"]) == 1
+
+    s.write("extra.nix", "{ }\n")
+    rc, re_run = install(s, reinstall=True, extra_args=["--no-bootloader"])
+    assert rc == 0, re_run
+    assert re_run["changed"] is True and re_run["staged"] == ["extra.nix"]
+    assert s.installed()["generation"] == 2 and s.installed()["no_bootloader"] is True
+    assert os.readlink(s.profile) == "system-2-link"
+
+
+def test_stage_false_fails_with_the_untracked_file_named(scratch):
+    s = scratch()
+    rc, res = install(s, stage=False)
+    assert rc != 0 and res.get("failed") is True
+    assert res["rc"] == 1
+    assert "getting status of" in res["msg"] and "-source/hardware-configuration.nix" in res["msg"]
+    assert "git add hardware-configuration.nix" in res["msg"]
+    assert any("No such file or directory" in line for line in res["stdout_lines"])
+    assert res["log_tail"] == res["stdout_lines"]
+    assert res["staged"] == [] and "hardware-configuration.nix" not in s.tracked()
+    assert not os.path.lexists(s.profile)
+
+
+def test_flake_in_a_subdirectory_of_the_repo(scratch):
+    s = scratch(subdir="nixos")
+    rc, res = install(s, flake="git+file://%s?dir=nixos#testhost" % s.repo, host=None)
+    assert rc == 0, res
+    assert res["staged"] == ["nixos/hardware-configuration.nix"]
+    assert res["cmd"][1:3] == ["--flake", "git+file://%s?dir=nixos#testhost" % s.repo]
+    assert s.installed()["flake_top"] == s.repo
+
+
+def test_generated_host_name_warns_and_installs(scratch):
+    s = scratch()
+    s.write("flake.nix", FLAKE_NIX.replace(
+        "nixosConfigurations.testhost = nixpkgs.lib.nixosSystem {",
+        'nixosConfigurations = nixpkgs.lib.genAttrs [ "testhost" ] (name: nixpkgs.lib.nixosSystem {').replace(
+        "    };\n  };\n}", "    });\n  };\n}"))
+    rc, res = install(s)
+    assert rc == 0, res
+    assert any("assuming it is generated" in w for w in res.get("warnings", [])), res
+    assert res["staged"] == ["flake.nix", "hardware-configuration.nix"]
+
+
+def test_repo_owned_by_another_user(scratch):
+    s = scratch()
+    subprocess.run(["chown", "-R", "4321:4321", s.repo], check=True)
+    rc, res = install(s)
+    assert rc == 0, res
+    assert res["staged"] == ["hardware-configuration.nix"]
+
+
+def test_check_mode_runs_nothing(scratch):
+    s = scratch()
+    index = os.path.join(s.repo, ".git", "index")
+    with open(index, "rb") as f:
+        before = f.read()
+    stat_before = os.stat(index).st_mtime_ns
+    rc, res = install(s, check=True)
+    assert rc == 0, res
+    assert res["changed"] is True and res["staged"] == ["hardware-configuration.nix"]
+    assert len(res["commands"]) == 2 and "nixos-install" in res["commands"][1]
+    assert "hardware-configuration.nix" not in s.tracked()
+    with open(index, "rb") as f:
+        assert f.read() == before
+    assert os.stat(index).st_mtime_ns == stat_before
+    assert s.calls() == [] and not os.path.lexists(s.profile)
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("missing-dir", "does not exist on the target"),
+    ("not-git", "is not in a git repository"),
+    ("no-flake-nix", "has no flake.nix"),
+    ("unknown-host", "'otherhost' does not appear in"),
+    ("bad-host", "not a usable nixosConfigurations name"),
+    ("no-root", "is not a directory"),
+])
+def test_clear_failures_before_running(scratch, case, needle):
+    s = scratch()
+    args = {}
+    if case == "missing-dir":
+        args["flake"] = s.flake + "-missing"
+    elif case == "not-git":
+        shutil.rmtree(os.path.join(s.repo, ".git"))
+    elif case == "no-flake-nix":
+        git(s.repo, "rm", "-q", "flake.nix")
+    elif case == "unknown-host":
+        args["host"] = "otherhost"
+    elif case == "bad-host":
+        args["host"] = "bad host"
+    elif case == "no-root":
+        args["root"] = s.root + "-missing"
+    rc, res = install(s, **args)
+    assert rc != 0 and res.get("failed") is True, res
+    assert needle in res["msg"]
+    if case == "not-git":
+        assert "path:" in res["msg"]
+    assert s.calls() == []
+
+
+def test_generate_config_double_reads_real_mounts(loopdisk, scratch):
+    """The nixos-generate-config double without its test seam, on a real layout: a tmpfs root, an ext4 loop
+    partition on /nix, bind mounts from /nix/persist and a swap partition (vfat and LUKS need the guest)."""
+    s = scratch()
+    disk = loopdisk(96 * 1024 * 1024)
+    subprocess.run(["parted", "-s", disk.device, "mklabel", "gpt", "mkpart", "swap", "linux-swap", "1MiB", "17MiB",
+                    "mkpart", "nix", "ext4", "17MiB", "100%"], check=True)
+    subprocess.run(["partx", "-u", disk.device], check=False)  # no udev here: make sure the nodes exist
+    swap, nix = disk.device + "p1", disk.device + "p2"
+    subprocess.run(["mkswap", "-L", "swap", swap], check=True, capture_output=True)
+    subprocess.run(["mkfs.ext4", "-q", "-L", "nixos", nix], check=True)
+    mnt = os.path.join(s.base, "mnt")
+    mounted = []
+
+    def mount(*argv):
+        subprocess.run(["mount"] + list(argv), check=True)
+        mounted.append(argv[-1])
+
+    try:
+        os.makedirs(mnt)
+        mount("-t", "tmpfs", "-o", "size=64m,mode=755", "none", mnt)
+        for d in ("nix", "etc/nixos", "var/log"):
+            os.makedirs(os.path.join(mnt, d))
+        mount(nix, os.path.join(mnt, "nix"))
+        for d in ("etc/nixos", "var/log"):
+            os.makedirs(os.path.join(mnt, "nix/persist", d))
+            mount("--bind", os.path.join(mnt, "nix/persist", d), os.path.join(mnt, d))
+        subprocess.run(["swapon", swap], check=True)
+        mounted.append(None)
+        proc = subprocess.run([os.path.join(DOUBLES, "nixos-generate-config"), "--root", mnt], capture_output=True,
+                              text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        etc = os.path.join(mnt, "etc/nixos")
+        expr = ('let hw = import %s/hardware-configuration.nix { config = { hardware.enableRedistributableFirmware '
+                '= false; }; lib = { mkDefault = x: x; }; pkgs = { }; modulesPath = "/m"; }; '
+                'in { inherit (hw) fileSystems swapDevices; }' % etc)
+        got = json.loads(subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E", expr],
+                                        capture_output=True, text=True, check=True).stdout)
+        uuid = {}
+        for dev in (swap, nix):
+            uuid[dev] = subprocess.run(["blkid", "-c", "/dev/null", "-s", "UUID", "-o", "value", dev],
+                                       capture_output=True, text=True, check=True).stdout.strip()
+
+        def stable(dev):  # by-uuid when udev made the link (in the guest), else the node (this host)
+            link = "/dev/disk/by-uuid/" + uuid[dev]
+            return link if os.path.exists(link) else dev
+
+        assert got == {
+            "fileSystems": {
+                "/": {"device": "none", "fsType": "tmpfs"},
+                "/nix": {"device": stable(nix), "fsType": "ext4"},
+                "/etc/nixos": {"device": "/nix/persist/etc/nixos", "fsType": "none", "options": ["bind"]},
+                "/var/log": {"device": "/nix/persist/var/log", "fsType": "none", "options": ["bind"]},
+            },
+            "swapDevices": [{"device": stable(swap)}],
+        }
+        with open(os.path.join(etc, "configuration.nix")) as f:
+            assert "./hardware-configuration.nix" in f.read()
+        assert [c["argv"][1:] for c in s.calls()] == [["--root", mnt]]
+    finally:
+        if None in mounted:
+            subprocess.run(["swapoff", swap], check=False)
+        for target in reversed([m for m in mounted if m]):
+            subprocess.run(["umount", target], check=False)

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Run Molecule scenarios one after the other against libvirt UEFI guests.
+#
+#   tests/run-molecule.sh                 # every molecule/<name>/molecule.yml except molecule/shared
+#   tests/run-molecule.sh default nvme    # just these
+#
+# Starts libvirtd when needed (scripts/setup-host.sh), builds or reuses the guest image once, then runs
+# `molecule test -s NAME` per scenario, stops at the first failure (exit status non-zero) and prints each
+# scenario's wall time. Uses the venv's tools ($VENV, default .venv) and ANSIBLE_COLLECTIONS_PATH from the
+# environment (`make molecule` points it at the built collection); without it, a link farm to the source tree.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+VENV=${VENV:-$REPO/.venv}
+export PATH="$VENV/bin:$PATH"
+command -v molecule >/dev/null || { echo "run-molecule: molecule not found in $VENV/bin (make venv)" >&2; exit 2; }
+
+if [ -z "${ANSIBLE_COLLECTIONS_PATH:-}" ]; then
+  farm=${TMPDIR:-/tmp}/impermanent-nixos-src-$(id -u)
+  link=$farm/ansible_collections/impermanent/nixos
+  if [ ! -L "$link" ]; then
+    mkdir -p "$(dirname "$link")"
+    ln -s "$REPO" "$link"
+  fi
+  export ANSIBLE_COLLECTIONS_PATH=$farm
+fi
+# The localhost plays set their interpreter themselves (ansible_playbook_python); a global
+# ANSIBLE_PYTHON_INTERPRETER (the Makefile exports the venv's python) would be used inside the guests too.
+unset ANSIBLE_PYTHON_INTERPRETER
+export ANSIBLE_PIPELINING=True
+export ANSIBLE_HOST_KEY_CHECKING=False
+export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-1}
+
+if [ "$#" -gt 0 ]; then
+  scenarios=("$@")
+else
+  scenarios=()
+  for f in molecule/*/molecule.yml; do
+    [ -e "$f" ] || continue
+    name=$(basename "$(dirname "$f")")
+    [ "$name" = shared ] && continue
+    scenarios+=("$name")
+  done
+fi
+if [ "${#scenarios[@]}" -eq 0 ]; then
+  echo "run-molecule: no scenario found (molecule/<name>/molecule.yml)" >&2
+  exit 2
+fi
+for s in "${scenarios[@]}"; do
+  [ -f "molecule/$s/molecule.yml" ] || { echo "run-molecule: no molecule/$s/molecule.yml" >&2; exit 2; }
+done
+
+bash scripts/setup-host.sh
+t0=$SECONDS
+image=$(bash tests/images/build-guest-image.sh)
+echo "run-molecule: guest image $image ($((SECONDS - t0)) s)"
+
+declare -a summary=()
+rc=0
+for s in "${scenarios[@]}"; do
+  echo "run-molecule: === scenario $s ==="
+  t0=$SECONDS
+  if molecule test -s "$s"; then
+    summary+=("$(printf '%-20s passed  %5d s' "$s" $((SECONDS - t0)))")
+  else
+    rc=$?
+    summary+=("$(printf '%-20s FAILED  %5d s (rc %d)' "$s" $((SECONDS - t0)) "$rc")")
+    break
+  fi
+done
+
+echo "run-molecule: summary"
+printf '  %s\n' "${summary[@]}"
+if [ "${#summary[@]}" -lt "${#scenarios[@]}" ]; then
+  echo "  not run: ${scenarios[*]:${#summary[@]}}"
+fi
+exit "$rc"
