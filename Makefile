@@ -18,12 +18,13 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export IMPERMANENT_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup host venv build lint sanity unit integration molecule test test-fast demo clean
+.PHONY: help setup host venv build lint sanity unit integration molecule test test-fast demo bench clean
 
 help:
 	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
 	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, molecule)"
 	@echo "make test-fast  unit + integration only"
+	@echo "make bench      benchmarks (ratios against the seed's commands)"
 
 setup: host venv
 
@@ -75,6 +76,10 @@ test: setup lint sanity unit integration molecule
 
 demo: setup build
 	bash scripts/demo.sh
+
+# Benchmarks print ratios measured side by side in one run (see benchmarks/README.md).
+bench: setup build
+	$(PY) benchmarks/bench_persist_audit.py
 
 clean:
 	rm -rf $(BUILD)

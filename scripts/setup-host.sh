@@ -9,6 +9,8 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils ovmf libvirt-daemon-system libvirt-clients passt mmdebstrap
   # to build libvirt-python (requirements.txt) for community.libvirt.virt in the venv
   pkg-config libvirt-dev gcc
+  # to make the small ISO that tests/integration/test_vm_playbook.py boots playbooks/vm.yml from
+  xorriso
 )
 
 missing=()

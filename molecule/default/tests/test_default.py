@@ -5,7 +5,7 @@ import json
 
 
 def test_scenario_inputs(host):
-    """Guard: the scenario really exercises by-id addressing, LUKS and swap (otherwise test_install proves less)."""
+    """Steps 3, 4 and 7 (guard): the scenario really exercises by-id addressing, LUKS and swap (otherwise test_install proves less)."""
     v = host.ansible.get_variables()
     assert v["disk_device"].startswith("/dev/disk/by-id/virtio-")
     assert v["disk_luks"] is True

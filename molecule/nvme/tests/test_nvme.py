@@ -4,7 +4,7 @@ every scenario come from ../default/tests/test_install.py (testinfra additional_
 
 
 def test_scenario_inputs(host):
-    """Guard: the scenario really exercises an NVMe disk without LUKS and without swap."""
+    """Steps 3, 4 and 7 (guard): the scenario really exercises an NVMe disk without LUKS and without swap."""
     v = host.ansible.get_variables()
     assert host.check_output("readlink -f %s", v["disk_device"]) == "/dev/nvme0n1"
     assert host.file("/sys/block/nvme0n1/device").exists

@@ -13,7 +13,7 @@ def _disk(host):
 
 
 def test_guest_sees_the_topology(host):
-    """Guard: the harness gave the disk the odd topology; without it the alignment checks prove nothing."""
+    """Step 3 (guard): the harness gave the disk the odd topology; without it the alignment checks prove nothing."""
     queue = "/sys/block/%s/queue" % os.path.basename(_disk(host))
     got = {k: int(host.check_output("cat %s/%s", queue, k))
            for k in ("logical_block_size", "physical_block_size", "optimal_io_size")}
