@@ -179,8 +179,9 @@ def align_up(lba, grain):
     return lba + (grain.offset_sectors - lba) % grain.sectors
 
 
-def round_down_to_grain(sectors, grain):
-    return sectors - sectors % grain.sectors
+def round_up_to_grain(sectors, grain):
+    """At least ``sectors``, a whole number of grains: a partition never gets less than was asked for."""
+    return sectors + (-sectors) % grain.sectors
 
 
 def parted_optimal_alignment(topo):

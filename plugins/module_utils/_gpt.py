@@ -17,7 +17,7 @@ from collections import namedtuple
 from fractions import Fraction
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._alignment import (
-    align_up, gpt_usable_lbas, round_down_to_grain,
+    align_up, gpt_usable_lbas, round_up_to_grain,
 )
 
 #: GPT partition type GUIDs (UEFI spec; util-linux ``sfdisk --list-types --label gpt``).
@@ -154,8 +154,8 @@ def parse_specs(items):
 
 
 def plan_layout(specs, topo, grain, table_entries=128):
-    """Sectors for every spec: starts on ``grain``, sizes rounded down to the grain so the next start
-    stays aligned, a ``100%`` partition running to the last usable LBA. Raises LayoutError when the
+    """Sectors for every spec: starts on ``grain``, sizes rounded up to whole grains (never less than asked
+    for) so the next start stays aligned, a ``100%`` partition running to the last usable LBA. Raises LayoutError when the
     layout does not fit."""
     ss = topo.logical
     total = topo.sectors
@@ -178,13 +178,9 @@ def plan_layout(specs, topo, grain, table_entries=128):
                                   "shrink the partitions before it or use a bigger disk"
                                   % (spec.name, human_size(size * ss), disk, human_size(grain.size)))
         else:
-            size = round_down_to_grain(spec.size // ss, grain)
-            if size == 0:
-                raise LayoutError("partition %r: size %s is smaller than the alignment grain %s; make it at least %s "
-                                  "or set alignment to a smaller power of two"
-                                  % (spec.name, human_size(spec.size), human_size(grain.size), human_size(grain.size)))
+            size = round_up_to_grain(-(-spec.size // ss), grain)
             if size * ss != spec.size:
-                notes.append("partition %r: %s rounded down to %s to keep the next start aligned to %s"
+                notes.append("partition %r: %s rounded up to %s to keep the next start aligned to %s"
                              % (spec.name, human_size(spec.size), human_size(size * ss), human_size(grain.size)))
             if start + size - 1 > last_lba:
                 raise LayoutError("partition %r (%s from %s) does not fit on %s: it would end at %s; shrink it, "

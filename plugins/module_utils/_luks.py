@@ -139,6 +139,18 @@ def parse_blkid_export(text):
     return found
 
 
+# blkid -p reports a partition's own table entry (PART_ENTRY_*) and DEVNAME for every partition, blank or not:
+# only these keys say that something is written *inside* the device.
+CONTENT_KEYS = ("TYPE", "PTTYPE", "USAGE", "SEC_TYPE", "VERSION", "LABEL", "UUID", "PTUUID")
+
+
+def content_signature(probe):
+    """The part of a blkid probe that describes the device's content; empty for a blank device or partition."""
+    if not (probe.get("TYPE") or probe.get("PTTYPE") or probe.get("USAGE")):
+        return {}
+    return dict((key, probe[key]) for key in CONTENT_KEYS if key in probe)
+
+
 def describe_signature(probe):
     """A person's description of what blkid found: 'an ext4 file system (LABEL=nixos)'."""
     if probe.get("PTTYPE") and not probe.get("TYPE"):

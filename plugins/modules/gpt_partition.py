@@ -17,8 +17,8 @@ description:
   - Writes a GPT partition table with the partitions in O(partitions), in order, numbered from 1
     (step 3 of the install), and waits until the kernel (and udev, where it runs) shows them.
   - Starts are computed from the disk's topology (see O(alignment)) so that
-    C(parted DISK align-check optimal N) passes for every partition; sizes are rounded down to the
-    alignment grain so the next start stays aligned; a V(100%) last partition runs to the last usable sector.
+    C(parted DISK align-check optimal N) passes for every partition; sizes are rounded up to whole
+    alignment grains (never less than asked for) so the next start stays aligned; a V(100%) last partition runs to the last usable sector.
   - Idempotent. When the disk already holds exactly the planned table (names, types, starts and sizes; a V(100%)
     last partition matches when it ends within one grain of the end of the usable space) nothing is written and
     C(changed=false). A disk without a partition table, or with an empty one, is partitioned.
@@ -222,11 +222,11 @@ script:
   type: str
   sample: "label: gpt\nfirst-lba: 34\nlast-lba: 25165790\n\nstart=2048, size=1048576, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=\"esp\"\n"
 notes:
-  description: Why a size was rounded down or a topology value ignored.
+  description: Why a size was rounded up or a topology value ignored.
   returned: always
   type: list
   elements: str
-  sample: ["partition 'swap': 8GiB rounded down to 8190MiB to keep the next start aligned to 3MiB"]
+  sample: ["partition 'swap': 8GiB rounded up to 8193MiB to keep the next start aligned to 3MiB"]
 """
 
 import os

@@ -218,7 +218,7 @@ class LuksReader:
         if rc != 0:
             raise CommandError("blkid -p %s failed (rc=%s): %s" % (device, rc, err.strip()), rc=rc, stdout=out,
                                stderr=err)
-        return luks.parse_blkid_export(out)
+        return luks.content_signature(luks.parse_blkid_export(out))
 
     def facts(self, device, name):
         status = self.status(name)

@@ -65,6 +65,21 @@ def test_format_blank_device(formatted):
     assert_no_secret(res)
 
 
+def test_format_fresh_gpt_partition(loopdisk):
+    """A new, blank partition is formatted: blkid's PART_ENTRY_* lines about the table entry are not content."""
+    disk = loopdisk(DISK).device
+    script = "label: gpt\nsize=8MiB, type=L, name=boot\ntype=CA7D7CCB-63ED-4C53-861C-1742536059CC, name=nix\n"
+    subprocess.run(["sfdisk", "-q", disk], input=script, text=True, check=True)
+    # this host's kernel cannot parse GPT itself: partx adds the partition nodes
+    subprocess.run(["partx", "-u", disk], check=False)
+    part = disk + "p2"
+    rc, res = run_module(MODULE, args(part))
+    assert rc == 0, res
+    assert res["changed"] is True and res["formatted"] is True
+    assert is_luks(part)
+    assert_no_secret(res)
+
+
 def test_key_is_the_passphrase_without_newline(formatted):
     device, _res = formatted
     assert cryptsetup("open", "--test-passphrase", "--key-file=-", device, stdin=PASS).returncode == 0

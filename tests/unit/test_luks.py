@@ -96,6 +96,16 @@ def test_blkid_real_captures():
     assert int(read("isluks_blank.rc")) == 1
 
 
+def test_fresh_partition_is_blank():
+    """blkid -p on a blank GPT partition prints its table entry (PART_ENTRY_*), which is not content."""
+    rc, out, _err = captured("blkid_fresh_partition")
+    probe = luks.parse_blkid_export(out)
+    assert rc == 0 and probe["PART_ENTRY_NAME"] == "nix"
+    assert luks.content_signature(probe) == {}
+    ext4 = luks.content_signature(luks.parse_blkid_export(captured("blkid_ext4")[1]))
+    assert ext4["TYPE"] == "ext4" and ext4["LABEL"] == "nixos"
+
+
 def test_describe_partition_table():
     assert luks.describe_signature({"PTTYPE": "gpt", "PTUUID": "x"}) == "a gpt partition table"
 
