@@ -47,6 +47,7 @@ build: venv
 
 lint: build
 	$(BIN)/ansible-lint --offline
+	$(BIN)/antsibull-changelog lint
 
 # ansible-test fetches a pip bootstrap script from a host outside the package index: give it ours (see the script).
 sanity: build

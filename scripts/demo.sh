@@ -70,7 +70,11 @@ on_exit() {
   local rc=$?
   trap - EXIT INT TERM
   trap '' INT TERM   # let the removal finish
-  if ((rc != 0)); then printf '\ndemo: FAILED (exit %d) after %d s\n' "$rc" $((SECONDS - START)) >&2; fi
+  if ((rc == 99 || rc == 130)); then
+    printf '\ndemo: interrupted (exit %d) after %d s\n' "$rc" $((SECONDS - START)) >&2
+  elif ((rc != 0)); then
+    printf '\ndemo: FAILED (exit %d) after %d s\n' "$rc" $((SECONDS - START)) >&2
+  fi
   if ((vm_started)); then
     # Ctrl-C always removes the VM (ansible-playbook exits 99 when interrupted, this script 130)
     if [ "$KEEP" = 1 ] && ((rc != 130 && rc != 99)); then print_login; else remove_vm || rc=1; fi
@@ -78,7 +82,7 @@ on_exit() {
   exit "$rc"
 }
 trap on_exit EXIT
-trap 'echo; echo "demo: interrupted" >&2; exit 130' INT TERM
+trap 'exit 130' INT TERM
 
 cat <<'EOF'
 impermanent.nixos demo: a throwaway UEFI libvirt VM provisioned end to end by impermanent.nixos.provision.
@@ -105,7 +109,8 @@ rm -rf "$DEMO_DIR"
   # the passphrase goes from /dev/urandom through a pipe into ansible-vault: never in argv, never printed
   head -c 24 /dev/urandom | base64 | tr -d '\n' |
     ansible-vault encrypt_string --vault-password-file "$DEMO_DIR/vault-pass" --stdin-name disk_luks_passphrase \
-      >"$DEMO_DIR/host_vars/$NAME/vault.yml" 2>/dev/null
+      >"$DEMO_DIR/host_vars/$NAME/vault.yml" 2>"$DEMO_DIR/vault.err" || { cat "$DEMO_DIR/vault.err" >&2; exit 1; }
+  rm -f "$DEMO_DIR/vault.err"
 )
 printf 'all:\n  hosts: {}\n' >"$DEMO_DIR/inventory.yml"
 head -c 60 "$DEMO_DIR/host_vars/$NAME/vault.yml"; echo ' …'

@@ -730,3 +730,18 @@ def end_of_line_comment(text, pos):
     the offset after it, else ``pos``: insertions then go after a binding's trailing comment."""
     m = _TRAILING_COMMENT.match(text, pos)
     return m.end(1) if m else pos
+
+
+# -- writing Nix ----------------------------------------------------------------------------------------------
+_NIX_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def nix_string(text):
+    """A Nix double-quoted string literal for ``text`` (``${`` is escaped so it is not an interpolation)."""
+    out = []
+    for i, c in enumerate(text):
+        if c == "$" and text[i + 1:i + 2] == "{":
+            out.append("\\$")
+        else:
+            out.append(_NIX_ESCAPES.get(c, c))
+    return '"' + "".join(out) + '"'

@@ -38,6 +38,8 @@ import os
 import re
 import stat
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._nixfile import nix_string
+
 __all__ = [
     "ExcludeError", "ExcludeRule", "ExcludeSet", "Walker", "WalkResult", "audit", "build_snippet",
     "display_path", "nix_string",
@@ -726,20 +728,6 @@ WELL_KNOWN = [
     ("/var/lib/NetworkManager", "NetworkManager state (leases, seen networks)"),
     ("/var/db/sudo", "sudo lecture state"),
 ]
-
-_NIX_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def nix_string(text):
-    """A Nix double-quoted string literal for ``text`` (``${`` is escaped so it is not an interpolation)."""
-    out = []
-    for i, c in enumerate(text):
-        if c == "$" and text[i + 1:i + 2] == "{":
-            out.append("\\$")
-        else:
-            out.append(_NIX_ESCAPES.get(c, c))
-    return '"' + "".join(out) + '"'
-
 
 def _parents(path):
     """'/a/b/c' -> ['/a', '/a/b'] (top-down, without the path itself)."""
