@@ -318,6 +318,10 @@ def main():
     )
     p = module.params
     path = p["path"]
+    if not os.path.isabs(path):
+        # The module runs on the target from a directory nobody chose: a relative path could patch the wrong file.
+        module.fail_json(msg="path=%r must be absolute (like /mnt/etc/nixos/hardware-configuration.nix)." % path,
+                         changed=False, path=path)
     runner = CommandRunner(module)
     hwfile = HwconfigFile(module, runner, path)
     result = dict(changed=False, path=path)

@@ -319,7 +319,9 @@ def main():
     p = module.params
     runner = CommandRunner(module)
     try:
-        root = os.path.realpath(p["root"])
+        # Resolve links only in an absolute root: a relative one must reach Spec's check as it is, not be resolved
+        # against the working directory (where a tmpfs would then be mounted).
+        root = os.path.realpath(p["root"]) if os.path.isabs(p["root"]) else p["root"]
         spec = Spec(root=root, size=p["size"], mode=p["mode"], boot_device=p["boot_device"],
                     boot_options=p["boot_options"], nix_device=p["nix_device"], persist_dir=p["persist_dir"],
                     persist=p["persist"], swap_device=p["swap_device"], state=p["state"])

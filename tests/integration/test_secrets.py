@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The LUKS passphrase never shows: not in any process's argv (or a cryptsetup process's environment) while
+luks_open runs under ``ansible-playbook -vvv``, not in that verbose output, not in the module result.
+
+A sampler thread reads every /proc/*/cmdline (and /proc/PID/environ of cryptsetup processes) every few ms; it must
+see cryptsetup at least once, or the sampling proved nothing.
+"""
+import glob
+import json
+import os
+import secrets
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import PlaybookResult, _env
+
+MIB = 1 << 20
+
+
+class Sampler(threading.Thread):
+    def __init__(self, needle):
+        super().__init__(daemon=True)
+        self.needle = needle.encode()
+        self.stop = threading.Event()
+        self.samples = 0          # full passes over /proc
+        self.cmdlines = 0         # argv vectors read
+        self.cryptsetup = set()   # pids seen running cryptsetup
+        self.sightings = 0        # (pass, cryptsetup pid) pairs
+        self.hits = []
+
+    def _read(self, path):
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
+    def run(self):
+        me = str(os.getpid())
+        while not self.stop.is_set():
+            for path in glob.glob("/proc/[0-9]*/cmdline"):
+                pid = path.split("/")[2]
+                if pid == me:
+                    continue
+                argv = self._read(path)
+                if not argv:
+                    continue
+                self.cmdlines += 1
+                if self.needle in argv:
+                    self.hits.append(("argv", pid, argv))
+                if os.path.basename(argv.split(b"\0")[0]) == b"cryptsetup":
+                    self.cryptsetup.add(pid)
+                    self.sightings += 1
+                    if self.needle in self._read("/proc/%s/environ" % pid):
+                        self.hits.append(("environ", pid, argv))
+            self.samples += 1
+            time.sleep(0.002)
+
+
+PLAYBOOK = """- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Format
+      impermanent.nixos.luks_open: "{{ luks_args }}"
+"""
+
+
+@pytest.mark.parametrize("kdf", [
+    pytest.param(dict(pbkdf="pbkdf2", pbkdf_force_iterations=1000), id="pbkdf2-cheap"),
+    pytest.param(dict(pbkdf_memory=32768, iter_time=500), id="argon2id-default"),
+])
+def test_passphrase_never_leaks(loopdisk, tmp_path, kdf):
+    disk = loopdisk(32 * MIB)
+    canary = "s3cret-canary-%s" % secrets.token_hex(8)
+    playbook = tmp_path / "luks.yml"
+    playbook.write_text(PLAYBOOK)
+    luks_args = dict(device=disk.device, passphrase=canary, format=True, state="closed", **kdf)
+    # the secret reaches ansible-playbook through a vars file, as a vault or inventory would: -e on the command
+    # line would put it in ansible-playbook's own argv, which is the caller's doing, not the module's
+    varsfile = tmp_path / "secret.json"
+    varsfile.write_text(json.dumps(dict(luks_args=luks_args)))
+    varsfile.chmod(0o600)
+    argv = ["ansible-playbook", "-vvv", "-i", "localhost,", "-c", "local", str(playbook), "-e", "@%s" % varsfile]
+    env = _env()
+    env["ANSIBLE_STDOUT_CALLBACK"] = "default"  # the human -vvv output, where an unmasked value would be printed
+    sampler = Sampler(canary)
+    sampler.start()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    print("%s: %d /proc passes, %d argv read, %d cryptsetup sightings (%d processes), %d hits"
+          % (kdf.get("pbkdf", "argon2id"), sampler.samples, sampler.cmdlines, sampler.sightings,
+             len(sampler.cryptsetup), len(sampler.hits)))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "changed=1" in proc.stdout
+    assert subprocess.run(["cryptsetup", "isLuks", disk.device]).returncode == 0
+    # the header really holds the canary (so the secret did reach cryptsetup, via stdin)
+    test = subprocess.run(["cryptsetup", "open", "--test-passphrase", "--key-file=-", disk.device],
+                          input=canary, text=True, capture_output=True)
+    assert test.returncode == 0, test.stderr
+    if "pbkdf" not in kdf:
+        dump = subprocess.run(["cryptsetup", "luksDump", disk.device], capture_output=True, text=True).stdout
+        assert "argon2id" in dump
+    assert sampler.sightings > 0, "the sampler never saw cryptsetup run: the argv check proved nothing"
+    assert sampler.hits == []
+    assert canary not in proc.stdout and canary not in proc.stderr
+    # the module's own result (its invocation, printed at -vvv) is masked
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in proc.stdout or "********" in proc.stdout
+
+
+def test_module_result_is_masked(loopdisk):
+    from conftest import run_module
+    disk = loopdisk(32 * MIB)
+    canary = "s3cret-canary-%s" % secrets.token_hex(8)
+    rc, res = run_module("impermanent.nixos.luks_open", dict(device=disk.device, passphrase=canary, format=True,
+                                                               state="closed", pbkdf="pbkdf2",
+                                                               pbkdf_force_iterations=1000))
+    assert rc == 0 and res["formatted"] is True, res
+    text = json.dumps(res)
+    assert canary not in text
+    assert res["invocation"]["module_args"]["passphrase"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    assert not any(canary in c for c in res.get("commands", []))
+
+
+def test_sampler_catches_a_leak():
+    """Negative control: the sampler does report a canary that sits in some process's argv."""
+    canary = "s3cret-canary-%s" % secrets.token_hex(8)
+    sampler = Sampler(canary)
+    sampler.start()
+    try:
+        subprocess.run(["sh", "-c", "sleep 0.3", "leaky", canary], check=True)
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    assert sampler.hits and sampler.hits[0][0] == "argv"
