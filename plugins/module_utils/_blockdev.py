@@ -177,10 +177,15 @@ def in_use(lsblk_nodes, swaps=(), realpath=os.path.realpath):
 
 
 def parse_blkid_export(text):
-    """``blkid -p -o export`` as a dict (empty for no output)."""
+    """``blkid [-p] -o export`` as a dict of its KEY=value lines (empty for no output; blkid's rc 2). Output for
+    several devices comes in blocks separated by a blank line: only the first device's block is read."""
     values = {}
     for line in text.splitlines():
+        if not line.strip():
+            if values:
+                break
+            continue
         key, sep, value = line.partition("=")
-        if sep:
+        if sep and key.strip():
             values[key.strip()] = value.strip()
     return values

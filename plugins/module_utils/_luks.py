@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_blkid_export  # noqa: F401
+
 # cryptsetup exit codes (man cryptsetup, RETURN CODES)
 RC_WRONG_KEY = 2
 RC_NO_DEVICE = 4
@@ -127,16 +129,6 @@ def parse_status(rc, stdout, stderr):
         status["dm_available"] = False
         return status
     raise LuksError("cryptsetup status failed (rc=%s): %s" % (rc, (stderr or stdout).strip() or "no output"))
-
-
-def parse_blkid_export(text):
-    """``blkid -p -o export DEVICE`` -> dict of its KEY=value lines (empty when nothing was found, rc 2)."""
-    found = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip():
-            found[key.strip()] = value
-    return found
 
 
 # blkid -p reports a partition's own table entry (PART_ENTRY_*) and DEVNAME for every partition, blank or not:

@@ -170,6 +170,7 @@ import re
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_blkid_export
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
 from ansible_collections.impermanent.nixos.plugins.module_utils._hwconfig import (
     DEFAULT_BOOT_OPTIONS,
@@ -180,20 +181,6 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._hwconfig import
 )
 
 _BY_TAG = re.compile(r"^/dev/disk/by-(uuid|label|partuuid|partlabel)/(.+)$")
-
-
-def parse_blkid_export(out):
-    """``blkid -o export`` output -> dict (the first device's block)."""
-    fields = {}
-    for line in out.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, sep, value = line.partition("=")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
 
 
 class PartuuidLookup:
