@@ -189,3 +189,125 @@ def parse_blkid_export(text):
         if sep and key.strip():
             values[key.strip()] = value.strip()
     return values
+
+
+# -- which disk is this? -------------------------------------------------------------------------------------------
+def _clean(value):
+    """lsblk pads SERIAL/MODEL with spaces on some buses; an empty value is no value."""
+    text = " ".join(str(value).split()) if value is not None else ""
+    return text or None
+
+
+def parse_lsblk_identity(text):
+    """serial, model and wwn of the disk in ``lsblk -J -d -o PATH,SERIAL,MODEL,WWN DISK`` (None where lsblk has none)."""
+    nodes = parse_lsblk_json(text)
+    node = nodes[0] if nodes else {}
+    return dict(serial=_clean(node.get("serial")), model=_clean(node.get("model")), wwn=_clean(node.get("wwn")))
+
+
+def identity_mismatches(expect, found):
+    """Sentences saying where the disk differs from the identity the user pinned; empty when it matches.
+
+    ``expect``: the pins, any of serial, model, wwn (strings, compared with runs of blanks squeezed), size (bytes)
+    and by_id (a link that must point at this disk); None or missing = not pinned. ``found``: the same keys as read
+    from the disk, by_id being what the pinned link resolves to (None when the link does not exist) next to
+    ``path``, the disk's own kernel path."""
+    out = []
+    for key in ("serial", "model", "wwn"):
+        want = _clean(expect.get(key))
+        if want is not None and want != found.get(key):
+            out.append("%s is %r, not %r" % (key, found.get(key), want))
+    if expect.get("size") is not None and int(expect["size"]) != found.get("size"):
+        out.append("size is %s bytes, not %s" % (found.get("size"), int(expect["size"])))
+    link = expect.get("by_id")
+    if link:
+        if found.get("by_id") is None:
+            out.append("%s does not exist (the pinned disk is not attached?)" % link)
+        elif found["by_id"] != found.get("path"):
+            out.append("%s points to %s, not to this disk" % (link, found["by_id"]))
+    return out
+
+
+#: Mount points that belong to the running (live) system itself: the root, the ISO or USB stick it booted from
+#: (NixOS /iso, dracut/archiso/Debian live media) and the Nix store of a live system.
+SYSTEM_MOUNT_POINTS = ("/", "/iso", "/nix/.ro-store", "/nix/.rw-store", "/nix/store", "/run/rootfsbase", "/boot",
+                       "/boot/efi", "/efi", "/usr", "/run/initramfs/live", "/run/archiso/bootmnt",
+                       "/run/live/medium", "/lib/live/mount/medium", "/cdrom")
+_ROOT_LINK_DIRS = {"LABEL": "by-label", "UUID": "by-uuid", "PARTUUID": "by-partuuid", "PARTLABEL": "by-partlabel"}
+
+
+def _udev_escape(value):
+    """udev's encoding of a label in /dev/disk/by-label ('/' and blanks as \\xNN). A backslash is kept: a label
+    with blanks can only be written on a command line already encoded (LABEL=My\\x20Stick)."""
+    return "".join("\\x%02x" % ord(c) if c in "/ \t\"'" else c for c in value)
+
+
+def cmdline_root_path(cmdline, dev="/dev"):
+    """The device path a kernel command line's last ``root=`` names (LABEL=, UUID=, PARTUUID=, PARTLABEL= or a
+    path), or None when there is none or it names no block device (root=tmpfs, root=/dev/nfs...)."""
+    spec = None
+    for word in cmdline.split():
+        if word.startswith("root="):
+            spec = word[len("root="):]
+    if not spec:
+        return None
+    kind, sep, value = spec.partition("=")
+    if sep and kind in _ROOT_LINK_DIRS:
+        if kind == "PARTUUID":
+            value = value.lower()
+        return os.path.join(dev, "disk", _ROOT_LINK_DIRS[kind], _udev_escape(value))
+    if spec.startswith("/dev/") and spec != "/dev/nfs":
+        return os.path.join(dev, spec[len("/dev/"):])
+    return None
+
+
+def name_of_devno(major, minor, sysfs="/sys"):
+    """Kernel name of block device major:minor, None when it is not one (tmpfs, overlay, proc...)."""
+    link = os.path.join(sysfs, "dev", "block", "%d:%d" % (major, minor))
+    if not os.path.exists(link):
+        return None
+    return os.path.basename(os.path.realpath(link))
+
+
+def disks_under(name, sysfs="/sys", stat=os.stat, depth=0):
+    """The whole disks a block device ``name`` lives on: itself or its disk for a partition, the disks below a
+    dm/md device (``slaves``), and for a loop device the disks holding its backing file."""
+    if depth > 16:
+        return set()
+    base = sysfs_dir(name, sysfs)
+    backing = _read(os.path.join(base, "loop", "backing_file"))
+    if backing:
+        try:
+            st = stat(backing)
+        except OSError:
+            return set()
+        below = name_of_devno(os.major(st.st_dev), os.minor(st.st_dev), sysfs)
+        return disks_under(below, sysfs, stat, depth + 1) if below else set()
+    try:
+        slaves = os.listdir(os.path.join(base, "slaves"))
+    except OSError:
+        slaves = []
+    if slaves:
+        out = set()
+        for slave in slaves:
+            out |= disks_under(slave, sysfs, stat, depth + 1)
+        return out
+    return {whole_disk_of(name, sysfs) or name}
+
+
+def system_disks(mounts, cmdline, sysfs="/sys", dev="/dev", stat=os.stat, realpath=os.path.realpath):
+    """{disk kernel name: why it belongs to the running system} from the mounts (parse_mountinfo()) of the system's
+    own mount points and the kernel command line's ``root=`` (a live ISO copied to RAM keeps nothing mounted, but
+    its stick is still named there)."""
+    found = {}
+    for mount in mounts:
+        if mount.target not in SYSTEM_MOUNT_POINTS:
+            continue
+        name = name_of_devno(mount.major, mount.minor, sysfs)
+        for disk in sorted(disks_under(name, sysfs, stat)) if name else ():
+            found.setdefault(disk, "%s is mounted from it (%s)" % (mount.target, mount.source))
+    root = cmdline_root_path(cmdline, dev)
+    if root and os.path.exists(root):
+        for disk in sorted(disks_under(os.path.basename(realpath(root)), sysfs, stat)):
+            found.setdefault(disk, "the kernel command line's root= names it (%s)" % root)
+    return found

@@ -311,7 +311,7 @@ class LuksRequest:
 
 
 class LuksPlanner:
-    """Decides what luks_open must do. Never plans a luksFormat of a device that already has a LUKS header."""
+    """Decides what luks_open must do. Never plans a luksFormat of a device that already has a LUKS header with a key slot."""
 
     def __init__(self, request, facts, check_mode=False):
         self.request = request
@@ -334,6 +334,8 @@ class LuksPlanner:
         """Format when allowed and needed; otherwise explain why not. Returns True when the device is (or will
         be) LUKS."""
         facts = self.facts
+        if facts.is_luks and facts.dump is not None and not facts.dump["keyslots"]:
+            return self._reformat_interrupted(plan)
         if facts.is_luks:
             if self.request.do_format:
                 self._warn_differences(plan)
@@ -348,6 +350,19 @@ class LuksPlanner:
                             self.device)
         self._need_key("format")
         plan.add("format", "no LUKS header and no other signature on %s" % self.device)
+        return True
+
+    def _reformat_interrupted(self, plan):
+        """A LUKS header without a single key slot is what a luksFormat killed during its key derivation leaves:
+        no passphrase, key file or token can ever unlock the volume key, so no data behind it can be read and
+        formatting again loses nothing. It is the one LUKS header luks_open formats over."""
+        if not self.request.do_format:
+            raise LuksError("%s has a LUKS header without any key slot (what an interrupted luksFormat leaves); "
+                            "nothing can unlock it. Set format=true to format it again." % self.device)
+        self._need_key("format")
+        plan.warnings.append("%s had a LUKS header without any key slot (an interrupted luksFormat); it is formatted "
+                             "again." % self.device)
+        plan.add("format", "LUKS header without key slots on %s: nothing can unlock it" % self.device)
         return True
 
     def _warn_differences(self, plan):
@@ -392,6 +407,6 @@ class LuksPlanner:
             if status["active"] and self.facts.status_matches:
                 return plan  # open on this device: it is LUKS, nothing to format
             self._prepare(plan)
-            if self.facts.is_luks and self.key.given:
+            if self.facts.is_luks and self.key.given and not plan.formats:
                 plan.add("verify", "format=true on an existing LUKS header: make sure the key opens it")
         return plan

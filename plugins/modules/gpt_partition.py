@@ -26,6 +26,14 @@ description:
     unless O(force=true).
   - Never touches a disk that is in use, even with O(force=true). In use means a mounted partition, active swap
     (C(lsblk), C(/proc/swaps)), or a device built on a partition (dm-crypt, LVM, MD).
+  - Never touches the disk the running system lives on, even with O(force=true) and even when its table matches;
+    that is the disk behind C(/), C(/iso), C(/nix/.ro-store) and the other mount points of a live or installed system
+    (through loop backing files, dm-crypt, LVM and MD), and the disk the kernel command line's C(root=) names (a
+    live ISO copied to RAM keeps nothing mounted, but its stick is still named there).
+  - With O(expect), the disk must also be the one the user pinned (serial, model, WWN, size, or a
+    C(/dev/disk/by-id) link), checked before anything else is read or written; force does not override it.
+  - On every refusal the result's C(refused) says why (V(system_disk), V(identity), V(content), V(in_use),
+    V(read_only)), so a role can tell the user which variable, if any, overrides it.
   - >-
     Writes with one C(sfdisk) script (C(label: gpt), explicit C(start=)/C(size=) in sectors, C(type=), C(name=)),
     so the table is written in one step and sfdisk aligns nothing on its own; old signatures on the disk and
@@ -69,7 +77,7 @@ options:
           - A size with an IEC unit (V(B), V(KiB), V(MiB), V(GiB), V(TiB); decimals such as V(1.5GiB) are fine)
             or a plain integer in bytes; or V(100%) for the rest of the disk, allowed for the last partition only.
           - SI and one-letter units (V(GB), V(M)) are rejected because parted and sfdisk read them differently.
-          - Rounded down to the alignment grain (the plan's C(notes) say when).
+          - Rounded up to the alignment grain, never down (the plan's C(notes) say when).
         type: raw
         required: true
       type:
@@ -95,6 +103,32 @@ options:
         This makes everything on the disk unreachable. It never overrides the in-use check.
     type: bool
     default: false
+  expect:
+    description:
+      - Identity pins for the disk, checked on every run before anything else; the run fails, naming each
+        difference, when the disk at O(device) is not this one. Use them where kernel names can change between
+        boots or a wrong O(device) would be costly (fleets, laptops with several disks).
+      - Values as C(lsblk -d -o SERIAL,MODEL,WWN) and C(lsblk -b -o SIZE) show them; blanks are squeezed before
+        comparing.
+    type: dict
+    suboptions:
+      serial:
+        description: The disk's serial number (virtio disks show the libvirt C(<serial>)).
+        type: str
+      model:
+        description: The disk's model string.
+        type: str
+      wwn:
+        description: The disk's World Wide Name.
+        type: str
+      size:
+        description:
+          - The disk's exact size, in bytes or with an IEC unit (V(6GiB)). C(lsblk -b -d -o SIZE DISK) shows it.
+        type: raw
+      by_id:
+        description:
+          - A link, usually under C(/dev/disk/by-id), that must exist and point to this disk.
+        type: path
 notes:
   - Partition paths follow the kernel's naming (V(/dev/vda1), V(/dev/sda1), but V(/dev/nvme0n1p1),
     V(/dev/mmcblk0p1), V(/dev/loop0p1)); the P(impermanent.nixos.partition_path#filter) filter computes them
@@ -126,6 +160,9 @@ EXAMPLES = r"""
     device: /dev/nvme0n1
     alignment: 4MiB
     force: true
+    expect:
+      serial: S4EWNX0R123456
+      size: 1000204886016
     partitions:
       - {name: boot, size: 1GiB, type: esp}
       - {name: swap, size: 16GiB, type: swap}
@@ -227,6 +264,14 @@ notes:
   type: list
   elements: str
   sample: ["partition 'swap': 8GiB rounded up to 8193MiB to keep the next start aligned to 3MiB"]
+refused:
+  description:
+    - Why the disk was refused, on failure only. V(system_disk) (the running system lives on it), V(identity)
+      (not the disk O(expect) pins), V(content) (it holds something else; O(force=true) overrides),
+      V(in_use) (mounted, swap or held; unmount first), V(read_only).
+  returned: failure, when the disk was refused
+  type: str
+  sample: content
 """
 
 import os
@@ -240,10 +285,12 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._alignment impor
     AlignmentError, explicit_grain, optimal_grain, parted_aligned,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
-    BlockDeviceError, in_use, is_link_path, is_read_only, kernel_partitions, parse_blkid_export, parse_lsblk_json,
-    parse_proc_swaps, partition_name, partition_path, read_topology, sysfs_dir, whole_disk_of,
+    BlockDeviceError, identity_mismatches, in_use, is_link_path, is_read_only, kernel_partitions, parse_blkid_export,
+    parse_lsblk_identity, parse_lsblk_json, parse_proc_swaps, partition_name, partition_path, read_topology,
+    sysfs_dir, system_disks, whole_disk_of,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_mountinfo
 from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
     LayoutError, compare, describe_plan, describe_table, parse_sfdisk_json, parse_size, parse_specs,
     plan_layout, render_sfdisk_script,
@@ -258,6 +305,14 @@ KERNEL_TIMEOUT = 20.0
 # new partition is already formatted. Both only run when the disk is empty or force=true says to replace it.
 # --lock: an exclusive flock on the disk, so udev does not probe it while the table is being written.
 SFDISK_WRITE = ["--lock", "--wipe", "always", "--wipe-partitions", "always"]
+
+
+class DiskRefused(LayoutError):
+    """The disk may not be partitioned; ``reason`` names the check (see the module's RETURN ``refused``)."""
+
+    def __init__(self, msg, reason):
+        super(DiskRefused, self).__init__(msg)
+        self.reason = reason
 
 
 class Disk(namedtuple("Disk", "arg path name topology")):
@@ -331,6 +386,45 @@ class GptPlanner(object):
         if found.get("PTTYPE") and table is None:
             return "a %s partition table that sfdisk does not read" % found["PTTYPE"]
         return None
+
+    def check_not_system(self, disk):
+        """Refuse the disk the running system lives on, whatever force says."""
+        try:
+            with open("/proc/self/mountinfo") as f:
+                mounts = parse_mountinfo(f.read())
+            with open("/proc/cmdline") as f:
+                cmdline = f.read()
+        except (IOError, OSError) as e:
+            raise DiskRefused("cannot tell whether %s holds the running system (%s); nothing was written."
+                              % (disk.label, e), "system_disk")
+        why = system_disks(mounts, cmdline, self.sysfs).get(disk.name)
+        if why:
+            raise DiskRefused("%s is the disk the running system lives on: %s. It is never partitioned, not even "
+                              "with force=true; nothing was written. Point device at the disk to install on "
+                              "(lsblk -o NAME,SIZE,SERIAL,MODEL,MOUNTPOINTS lists them)." % (disk.label, why),
+                              "system_disk")
+
+    def check_identity(self, disk, expect):
+        """Refuse a disk that is not the one the user pinned (expect)."""
+        pins = dict((k, v) for k, v in (expect or {}).items() if v not in (None, ""))
+        if not pins:
+            return
+        if pins.get("size") is not None:
+            size = parse_size(pins["size"], "expect.size")
+            if size == "100%":
+                raise LayoutError("expect.size=100% is not a disk size; give bytes or an IEC size such as 6GiB")
+            pins["size"] = size
+        found = dict(size=disk.topology.size, path=disk.path)
+        if any(k in pins for k in ("serial", "model", "wwn")):
+            out = self.runner.run([self.runner.find("lsblk"), "-J", "-d", "-o", "PATH,SERIAL,MODEL,WWN", disk.path],
+                                  record=False)[1]
+            found.update(parse_lsblk_identity(out))
+        if pins.get("by_id"):
+            found["by_id"] = os.path.realpath(pins["by_id"]) if os.path.exists(pins["by_id"]) else None
+        wrong = identity_mismatches(pins, found)
+        if wrong:
+            raise DiskRefused("%s is not the disk pinned by expect: %s. Nothing was read or written. Fix device or "
+                              "expect for this host." % (disk.label, "; ".join(wrong)), "identity")
 
     def users(self, disk):
         out = self.runner.run([self.runner.find("lsblk"), "-J", "-b", "-o", "NAME,PATH,TYPE,MOUNTPOINT", disk.path],
@@ -442,6 +536,8 @@ def run(module, runner, planner, writer):
     p = module.params
     specs = parse_specs(p["partitions"])
     disk = planner.resolve(p["device"])
+    planner.check_not_system(disk)
+    planner.check_identity(disk, p["expect"])
     grain = planner.grain(disk, p["alignment"])
     for note in grain.notes:
         module.warn("%s: %s" % (disk.path, note))
@@ -459,13 +555,13 @@ def run(module, runner, planner, writer):
         result.update(partitions=result_partitions(disk, plan, table), commands=runner.commands)
         return result
     if status == "different" and not p["force"]:
-        raise LayoutError(describe_conflict(disk, table, signature, reasons, plan))
+        raise DiskRefused(describe_conflict(disk, table, signature, reasons, plan), "content")
     users = planner.users(disk)
     if users:
-        raise LayoutError("%s is in use: %s. Unmount, swapoff and close what is on it first; force=true does "
-                          "not override this. Nothing was written." % (disk.label, "; ".join(users)))
+        raise DiskRefused("%s is in use: %s. Unmount, swapoff and close what is on it first; force=true does "
+                          "not override this. Nothing was written." % (disk.label, "; ".join(users)), "in_use")
     if is_read_only(disk.name, planner.sysfs):
-        raise LayoutError("%s is read-only; nothing was written." % disk.label)
+        raise DiskRefused("%s is read-only; nothing was written." % disk.label, "read_only")
     script = render_sfdisk_script(plan)
     result.update(changed=True, script=script)
     if module._diff:
@@ -502,6 +598,13 @@ def main():
             )),
             alignment=dict(type="raw", default="optimal"),
             force=dict(type="bool", default=False),
+            expect=dict(type="dict", options=dict(
+                serial=dict(type="str"),
+                model=dict(type="str"),
+                wwn=dict(type="str"),
+                size=dict(type="raw"),
+                by_id=dict(type="path"),
+            )),
         ),
         supports_check_mode=True,
     )
@@ -510,6 +613,8 @@ def main():
         result = run(module, runner, GptPlanner(runner), GptWriter(runner))
     except CommandError as e:
         module.fail_json(commands=runner.commands, **e.fail_kwargs())
+    except DiskRefused as e:
+        module.fail_json(msg=str(e), refused=e.reason, device=module.params["device"], commands=runner.commands)
     except (LayoutError, AlignmentError, BlockDeviceError) as e:
         module.fail_json(msg=str(e), device=module.params["device"], commands=runner.commands)
     module.exit_json(**result)

@@ -17,9 +17,12 @@ description:
   - Opens the LUKS device O(device) as C(/dev/mapper/NAME) (O(state=opened)), or closes the mapping
     (O(state=closed)).
   - With O(format=true) it first runs C(cryptsetup luksFormat) when, and only when, the device has no LUKS header
-    and no other signature at all (C(cryptsetup isLuks), C(blkid -p)). An existing LUKS header is never
-    reformatted, whatever the options; a device holding a file system, a partition table or any other signature
-    is refused.
+    and no other signature at all (C(cryptsetup isLuks), C(blkid -p)). An existing LUKS header with at least one
+    key slot is never reformatted, whatever the options; a device holding a file system, a partition table or any
+    other signature is refused.
+  - The one exception is a LUKS header without any key slot (C(luksDump) lists none). That is what a luksFormat
+    killed during its key derivation leaves, and nothing can ever unlock it, so with O(format=true) it is formatted
+    again (with a warning), so a run interrupted there resumes instead of failing.
   - The key is a passphrase, handed to cryptsetup on stdin (C(--key-file=-)) without a trailing newline, which is
     exactly the key that typing the passphrase at cryptsetup's prompt gives later; or a key file on the target.
     The secret is never part of a command line or of the returned C(commands).

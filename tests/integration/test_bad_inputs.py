@@ -65,6 +65,9 @@ class Env(object):
                                                                    state="closed", **CHEAP))
         assert rc == 0 and res.get("formatted"), res
         sh("mkfs.ext4", "-q", "-L", "notluks", self.small.device)
+        # a by-id style link to the wrong disk, for the identity pins
+        self.small_link = str(tmp / "small-disk-link")
+        os.symlink(self.small.device, self.small_link)
         self.file = str(tmp / "regular-file.img")
         with open(self.file, "wb") as f:
             f.truncate(64 * MIB)
@@ -155,9 +158,18 @@ FLK = "impermanent.nixos.nixos_flake_install"
 def gpt(parts=None, **kw):
     def make(e):
         out = dict(device=e.disk.device, partitions=parts or LAYOUT)
-        out.update(dict((k, v(e) if callable(v) else v) for k, v in kw.items()))
+        out.update(dict((k, _resolve(v, e)) for k, v in kw.items()))
         return out
     return make
+
+
+def _resolve(value, e):
+    """A case's argument: callables get the env, dicts are resolved value by value."""
+    if callable(value):
+        return value(e)
+    if isinstance(value, dict):
+        return dict((k, _resolve(v, e)) for k, v in value.items())
+    return value
 
 
 def luks(**kw):
@@ -226,6 +238,19 @@ CASES = [
     ("gpt-other-layout-without-force", GPT, gpt(layout(("esp", "128MiB", "esp"), ("swap", "128MiB", "swap"),
                                                        ("nix", "100%", "linux"))),
      ["force"]),
+    ("gpt-whole-disk-ext4-without-force", GPT, gpt(layout(("esp", "16MiB", "esp"), ("nix", "100%", "linux")),
+                                                  device=lambda e: e.small.device),
+     ["ext4", "Nothing was written", "force=true"]),
+    ("gpt-expect-size-differs", GPT, gpt(expect={"size": "3GiB"}),
+     ["is not the disk pinned by expect", "size is %d bytes, not %d" % (2 * GIB, 3 * GIB), "Fix device or expect"]),
+    ("gpt-expect-serial-differs", GPT, gpt(expect={"serial": "WD-WX11A12345"}),
+     ["serial is None, not 'WD-WX11A12345'", "Nothing was read or written"]),
+    ("gpt-expect-by-id-other-disk", GPT, gpt(expect={"by_id": lambda e: e.small_link}),
+     ["small-disk-link points to /dev/loop", "not to this disk"]),
+    ("gpt-expect-by-id-missing", GPT, gpt(expect={"by_id": "/dev/disk/by-id/ata-NOT_ATTACHED_123"}),
+     ["/dev/disk/by-id/ata-NOT_ATTACHED_123 does not exist", "not attached"]),
+    ("gpt-expect-size-garbled", GPT, gpt(expect={"size": "big"}),
+     ["'big'", "expect.size"]),
     ("luks-wrong-passphrase", LUKS, luks(device=lambda e: e.p["nix"], passphrase="wrong passphrase", format=True),
      ["does not unlock any key slot", "check the passphrase"]),
     ("luks-ext4-without-format", LUKS, luks(device=lambda e: e.small.device, passphrase=PASS, state="opened"),

@@ -80,6 +80,34 @@ def test_format_fresh_gpt_partition(loopdisk):
     assert_no_secret(res)
 
 
+def test_luks_format_killed_half_way_is_formatted_again(blank):
+    """Resume after a kill during luksFormat: SIGKILL cryptsetup while it derives the key slot's key (a slow
+    argon2id --iter-time), which leaves a LUKS2 header without key slots; luks_open formats it again, and the
+    passphrase then unlocks it."""
+    proc = subprocess.Popen(["cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--iter-time", "5000",
+                             "--key-file=-", blank], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    proc.stdin.write(b"something else")
+    proc.stdin.close()
+    for _ in range(100):  # the header is written before the key slot's PBKDF starts
+        if is_luks(blank):
+            break
+        subprocess.run(["sleep", "0.05"], check=True)
+    proc.kill()
+    proc.wait()
+    assert is_luks(blank), "cryptsetup wrote no header before it was killed"
+    assert "Keyslots:\nTokens:" in cryptsetup("luksDump", blank).stdout.replace("\t", ""), "a key slot exists"
+    rc, res = run_module(MODULE, args(blank))
+    assert rc == 0, res
+    assert res["changed"] is True and res["formatted"] is True
+    assert any("without any key slot" in w for w in res.get("warnings", []))
+    assert [k["slot"] for k in res["luks"]["keyslots"]] == [0]
+    assert cryptsetup("open", "--test-passphrase", "--key-file=-", blank, stdin=PASS).returncode == 0
+    rc, again = run_module(MODULE, args(blank))
+    assert rc == 0 and again["changed"] is False and again["formatted"] is False
+    assert_no_secret(res)
+
+
 def test_key_is_the_passphrase_without_newline(formatted):
     device, _res = formatted
     assert cryptsetup("open", "--test-passphrase", "--key-file=-", device, stdin=PASS).returncode == 0

@@ -6,9 +6,11 @@ import os
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
-    BlockDeviceError, in_use, is_link_path, is_read_only, kernel_partitions, parse_blkid_export, parse_lsblk_json,
-    parse_proc_swaps, partition_name, partition_path, read_topology, whole_disk_of,
+    BlockDeviceError, cmdline_root_path, disks_under, identity_mismatches, in_use, is_link_path, is_read_only,
+    kernel_partitions, parse_blkid_export, parse_lsblk_identity, parse_lsblk_json, parse_proc_swaps, partition_name,
+    partition_path, read_topology, system_disks, whole_disk_of,
 )
+from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_mountinfo
 
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "gpt")
 
@@ -146,3 +148,137 @@ def test_parse_blkid_captured():
     assert part["PART_ENTRY_NAME"] == "nix" and part["PART_ENTRY_NUMBER"] == "3"
     assert part["PART_ENTRY_UUID"] == part["PART_ENTRY_UUID"].lower()
     assert parse_blkid_export(fixture("empty-512.blkid.txt")) == {}
+
+
+# -- identity pins ----------------------------------------------------------------------------------------------
+def test_lsblk_identity_guest_capture():
+    ident = parse_lsblk_identity(fixture("guest-virtio.lsblk-identity.json"))
+    assert ident == dict(serial="root", model=None, wwn=None)  # the first disk of the capture: the guest's /dev/vda
+
+
+def test_lsblk_identity_squeezes_padding():
+    text = json.dumps({"blockdevices": [{"path": "/dev/sda", "serial": "  WD-WX11A1 ", "model": "WDC  WD10EZEX-00B ",
+                                         "wwn": ""}]})
+    assert parse_lsblk_identity(text) == dict(serial="WD-WX11A1", model="WDC WD10EZEX-00B", wwn=None)
+
+
+FOUND = dict(serial="nixdisk", model=None, wwn="0x5000c500a1b2c3d4", size=6 << 30, path="/dev/vdb", by_id="/dev/vdb")
+
+
+def test_identity_matches():
+    assert identity_mismatches({}, FOUND) == []
+    assert identity_mismatches(dict(serial=" nixdisk ", size=6 << 30, wwn="0x5000c500a1b2c3d4", by_id="/l"),
+                               FOUND) == []
+
+
+def test_identity_mismatches_name_each_difference():
+    wrong = identity_mismatches(dict(serial="other", model="Samsung", size=1 << 30, by_id="/dev/disk/by-id/x"),
+                                dict(FOUND, by_id="/dev/vdc"))
+    assert wrong == ["serial is 'nixdisk', not 'other'", "model is None, not 'Samsung'",
+                     "size is 6442450944 bytes, not 1073741824", "/dev/disk/by-id/x points to /dev/vdc, not to this disk"]
+    assert identity_mismatches(dict(by_id="/dev/disk/by-id/gone"), dict(FOUND, by_id=None)) == [
+        "/dev/disk/by-id/gone does not exist (the pinned disk is not attached?)"]
+
+
+# -- the running system's own disk -------------------------------------------------------------------------------
+@pytest.mark.parametrize("cmdline, expected", [
+    ("root=LABEL=root rw console=ttyS0", "/dev/disk/by-label/root"),
+    ("init=/nix/store/x-nixos/init root=LABEL=nixos-minimal-24.05-x86_64 boot.shell_on_fail",
+     "/dev/disk/by-label/nixos-minimal-24.05-x86_64"),
+    ("root=LABEL=My\\x20Stick", "/dev/disk/by-label/My\\x20Stick"),
+    ("root=UUID=0a1b-2c3d ro", "/dev/disk/by-uuid/0a1b-2c3d"),
+    ("root=PARTUUID=ABCDEF01-02", "/dev/disk/by-partuuid/abcdef01-02"),
+    ("root=PARTLABEL=nix", "/dev/disk/by-partlabel/nix"),
+    ("root=/dev/sda2 root=/dev/vda1", "/dev/vda1"),  # the kernel uses the last one
+    ("root=/dev/nfs nfsroot=10.0.0.1:/srv", None),
+    ("root=tmpfs", None),
+    ("quiet splash", None),
+])
+def test_cmdline_root_path(cmdline, expected):
+    assert cmdline_root_path(cmdline) == expected
+
+
+def test_cmdline_root_of_the_guest_capture():
+    assert cmdline_root_path(fixture("guest.proc-cmdline.txt")) == "/dev/disk/by-label/root"
+
+
+class FakeStat(object):
+    def __init__(self, major, minor):
+        self.st_dev = os.makedev(major, minor)
+
+
+@pytest.fixture
+def stacked_sysfs(tmp_path):
+    """vda (root, 254:0), vdb with a partition vdb1 (254:17) holding the ISO file of loop0 (7:0), dm-0 (253:0) on
+    vdc2 (254:34), and vdd (254:48) that nothing uses."""
+    root = tmp_path / "sys"
+    cls, dev = root / "class" / "block", root / "dev" / "block"
+    cls.mkdir(parents=True)
+    dev.mkdir(parents=True)
+
+    def node(name, devno, parent=None):
+        d = (root / "devices" / "virtual" / "block" / parent / name) if parent else (
+            root / "devices" / "virtual" / "block" / name)
+        d.mkdir(parents=True)
+        if parent:
+            (d / "partition").write_text("1\n")
+        os.symlink(str(d), str(cls / name))
+        os.symlink(str(d), str(dev / devno))
+        return d
+    node("vda", "254:0")
+    node("vdb", "254:16")
+    node("vdb1", "254:17", parent="vdb")
+    node("vdc", "254:32")
+    node("vdc2", "254:34", parent="vdc")
+    node("vdd", "254:48")
+    loop = node("loop0", "7:0")
+    (loop / "loop").mkdir()
+    (loop / "loop" / "backing_file").write_text("/iso/nix-store.squashfs\n")
+    dm = node("dm-0", "253:0")
+    (dm / "slaves").mkdir()
+    (dm / "slaves" / "vdc2").write_text("")
+    return str(root)
+
+
+def fake_stat(path):
+    if path == "/iso/nix-store.squashfs":
+        return FakeStat(254, 17)
+    raise OSError(2, "No such file", path)
+
+
+def test_disks_under_follows_partitions_loops_and_dm(stacked_sysfs):
+    assert disks_under("vda", stacked_sysfs, fake_stat) == {"vda"}
+    assert disks_under("vdb1", stacked_sysfs, fake_stat) == {"vdb"}
+    assert disks_under("loop0", stacked_sysfs, fake_stat) == {"vdb"}
+    assert disks_under("dm-0", stacked_sysfs, fake_stat) == {"vdc"}
+
+
+LIVE_MOUNTINFO = """\
+1 0 0:30 / / rw,relatime - tmpfs tmpfs rw,mode=755
+2 1 254:17 / /iso ro,relatime - iso9660 /dev/vdb1 ro
+3 1 7:0 / /nix/.ro-store ro,relatime - squashfs /dev/loop0 ro
+4 1 253:0 / /nix/.rw-store rw,relatime - ext4 /dev/mapper/persist rw
+5 1 254:48 / /mnt/nix rw,relatime - ext4 /dev/vdd rw
+"""
+
+
+def test_system_disks_of_a_live_iso(stacked_sysfs):
+    found = system_disks(parse_mountinfo(LIVE_MOUNTINFO), "root=LABEL=nixos-minimal", stacked_sysfs, stat=fake_stat)
+    assert sorted(found) == ["vdb", "vdc"]  # / is a tmpfs; the install target under /mnt is not the system's
+    assert found["vdb"] == "/iso is mounted from it (/dev/vdb1)"
+    assert found["vdc"] == "/nix/.rw-store is mounted from it (/dev/mapper/persist)"
+
+
+def test_system_disks_of_a_stick_copied_to_ram(stacked_sysfs, tmp_path):
+    """copytoram: nothing is mounted from the stick, but root= still names it."""
+    devdir = tmp_path / "dev"
+    (devdir / "disk" / "by-label").mkdir(parents=True)
+    (devdir / "vdb1").write_text("")
+    os.symlink("../../vdb1", str(devdir / "disk" / "by-label" / "nixos-minimal"))
+    found = system_disks([], "root=LABEL=nixos-minimal copytoram", stacked_sysfs, dev=str(devdir), stat=fake_stat)
+    assert found == {"vdb": "the kernel command line's root= names it (%s/disk/by-label/nixos-minimal)" % devdir}
+
+
+def test_system_disks_of_the_guest_capture(stacked_sysfs):
+    found = system_disks(parse_mountinfo(fixture("guest.mountinfo.txt")), "", stacked_sysfs, stat=fake_stat)
+    assert found == {"vda": "/ is mounted from it (/dev/vda)"}

@@ -261,3 +261,34 @@ def test_closed_with_format_on_existing_luks_only_verifies_the_key():
 def test_bad_names(name):
     with pytest.raises(luks.LuksError, match="device-mapper name"):
         planner(name=name).plan()
+
+
+# -- a luksFormat killed half-way (real capture) ------------------------------------------------------------------
+INTERRUPTED = luks.parse_luks_dump(read("luksdump_luks2_interrupted.txt"))
+
+
+def test_interrupted_format_dump_has_a_header_but_no_key_slot():
+    assert INTERRUPTED["version"] == 2 and INTERRUPTED["uuid"] and INTERRUPTED["keyslots"] == []
+
+
+def test_header_without_key_slot_is_formatted_again_with_a_warning():
+    p = planner(fmt=True, is_luks=True, dump=INTERRUPTED).plan()
+    assert p.kinds == ["format", "open"]
+    assert any("without any key slot" in w for w in p.warnings)
+
+
+def test_header_without_key_slot_needs_format_true():
+    with pytest.raises(luks.LuksError, match="without any key slot.*Set format=true"):
+        planner(is_luks=True, dump=INTERRUPTED).plan()
+
+
+def test_header_without_key_slot_in_check_mode_plans_format_without_testing_the_key():
+    p = planner(fmt=True, is_luks=True, dump=INTERRUPTED, check_mode=True).plan()
+    assert p.kinds == ["format", "open"]
+    closed = planner(state="closed", fmt=True, is_luks=True, dump=INTERRUPTED, check_mode=True).plan()
+    assert closed.kinds == ["format"]
+
+
+def test_a_header_with_a_key_slot_is_still_never_formatted():
+    for dump in (DUMP1, DUMP2):
+        assert not planner(fmt=True, is_luks=True, dump=dump).plan().formats

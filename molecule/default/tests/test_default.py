@@ -38,3 +38,35 @@ def test_swap_random_encryption_in_config_only(host):
     text = host.file("/mnt/etc/nixos/hardware-configuration.nix").content_string
     assert "/dev/disk/by-partuuid/" in text
     assert "randomEncryption" in text
+
+
+def _gpt_refusal(host, **args):
+    """Run gpt_partition in check mode (so that even a broken refusal could not write) and return its failure."""
+    args.setdefault("partitions", [{"name": "nix", "size": "100%"}])
+    try:
+        result = host.ansible("impermanent.nixos.gpt_partition", json.dumps(args), check=True)
+    except host.ansible.AnsibleException as e:
+        return e.result
+    raise AssertionError("gpt_partition did not refuse %s: %s" % (args, result))
+
+
+def test_the_guest_root_disk_is_refused_even_with_force(host):
+    """Interlock: the disk the running system lives on (/ on /dev/vda, the root=LABEL=root disk) is refused before
+    anything is read from it, whatever force says, and its first MiB stays as it was."""
+    before = host.check_output("head -c 1048576 /dev/disk/by-id/virtio-root | sha256sum")
+    res = _gpt_refusal(host, device="/dev/disk/by-id/virtio-root", force=True)
+    assert res["refused"] == "system_disk", res
+    assert "/dev/disk/by-id/virtio-root (/dev/vda) is the disk the running system lives on" in res["msg"]
+    assert "/ is mounted from it" in res["msg"] and "not even with force=true" in res["msg"]
+    assert res["commands"] == []
+    assert host.check_output("head -c 1048576 /dev/disk/by-id/virtio-root | sha256sum") == before
+
+
+def test_identity_pins_hold_for_the_data_disk_and_refuse_a_wrong_serial(host):
+    """Interlock: the scenario pins the data disk's serial and size (disk_expect), so every converge passed the
+    identity check; a wrong serial is refused, naming the serial found."""
+    v = host.ansible.get_variables()
+    assert v["disk_expect"] == {"serial": "nixdisk-default", "size": "6GiB"}
+    res = _gpt_refusal(host, device=v["disk_device"], expect={"serial": "nixdisk-other"})
+    assert res["refused"] == "identity", res
+    assert "serial is 'nixdisk-default', not 'nixdisk-other'" in res["msg"]
