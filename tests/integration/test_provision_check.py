@@ -214,3 +214,33 @@ def test_pending_options_only_act_in_check_mode(tmp_path, monkeypatch):
         assert rc == 0 and not res.get("failed") and res["changed"], (module, res)
     assert os.listdir(str(root)) == []
     assert open("/proc/self/mountinfo").read() == mounts_before
+
+
+def test_check_diff_on_a_prepared_disk_shows_no_disk_plan(loopdisk, tmp_path):
+    """Table and file systems are there (no LUKS): the disk role has nothing to do and shows no plan (not even an
+    empty one); the mounts are planned against the real devices."""
+    disk = loopdisk(256 * MIB)
+    layout = [{"name": "boot", "size": "64MiB", "type": "esp"}, {"name": "swap", "size": "64MiB", "type": "swap"},
+              {"name": "nix", "size": "100%", "type": "linux"}]
+    rc, res = run_module("impermanent.nixos.gpt_partition", dict(device=disk.device, partitions=layout))
+    assert rc == 0 and res["changed"], res
+    subprocess.run(["partx", "-u", disk.device], check=False)
+    parts = dict((p["name"], p["path"]) for p in res["partitions"])
+    for argv in (["mkfs.vfat", "-F", "32", "-n", "boot", parts["boot"]], ["mkswap", "-L", "swap", parts["swap"]],
+                 ["mkfs.ext4", "-q", "-L", "nixos", parts["nix"]]):
+        subprocess.run(argv, capture_output=True, check=True)
+    root = tmp_path / "root"
+    root.mkdir()
+    before = disk_bytes(disk)
+
+    proc = run_provision_check(disk, root, False, tmp_path)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-6000:] + proc.stderr[-3000:]
+    assert recap(out)["failed"] == 0
+    assert "Show the check-mode plan for the disk" not in out  # skipped (skipped hosts are not displayed)
+    assert '"None"' not in out
+    assert "would run: mkfs" not in out and "would run: mkswap" not in out
+    would_run(out, "mount -o umask=0077 %s %s/boot" % (parts["boot"], root))
+    would_run(out, "mount %s %s/nix" % (parts["nix"], root))
+    assert disk_bytes(disk) == before
+    assert os.listdir(str(root)) == []
