@@ -23,6 +23,8 @@ than ``umask`` and are kept next to the added ``umask=0077`` (all three are vali
 
 from __future__ import annotations
 
+import textwrap
+
 from ansible_collections.impermanent.nixos.plugins.module_utils._nixfile import (
     AttrSet,
     Inherit,
@@ -448,3 +450,49 @@ def plan_patch(text, name="hardware-configuration.nix", root_options=None, boot_
         if again.changed:
             raise HwconfigError("%s: internal error, the patch is not idempotent" % name)
     return PatchPlan(text, after, patched)
+
+
+# -- check mode before the disk exists -------------------------------------------------------------------------
+STAND_IN_NOTE = (
+    "STAND-IN, check mode: nixos-generate-config has not written this file yet (it runs once the disk is "
+    "partitioned and mounted, which check mode does not do). It holds only the entries the patch edits, in the "
+    "generator's layout; <...> are values that do not exist yet. The real file has more entries, and may already "
+    "have options (a current release writes fmask/dmask for the ESP), which the patch keeps.")
+
+
+def _uuid_placeholder(what, device):
+    return "/dev/disk/by-uuid/<UUID of the %s on %s>" % (what, device)
+
+
+def stand_in(boot_mountpoint="/boot", boot_device=None, swap_devices=()):
+    """A stand-in for the hardware-configuration.nix that nixos-generate-config would write for the layout:
+    a tmpfs ``fileSystems."/"``, a vfat ``fileSystems.BOOT`` (when ``boot_device``) and one ``swapDevices`` entry per
+    swap device, as by-uuid paths whose UUIDs do not exist yet. Returns ``(text, resolve_partuuid)``: the resolver
+    answers a placeholder PARTUUID for each stand-in swap path, so :func:`plan_patch` runs unchanged on it.
+    """
+    lines = ["# " + line for line in textwrap.wrap(STAND_IN_NOTE, 110)]
+    lines += ["{ config, lib, pkgs, modulesPath, ... }:", "", "{",
+              '  fileSystems."/" =', '    { device = "none";', '      fsType = "tmpfs";', "    };", ""]
+    if boot_device:
+        lines += ["  fileSystems.%s =" % quote_string(boot_mountpoint),
+                  "    { device = %s;" % quote_string(_uuid_placeholder("FAT file system", boot_device)),
+                  '      fsType = "vfat";', "    };", ""]
+    partuuids = {}
+    if swap_devices:
+        entries = []
+        for device in swap_devices:
+            path = _uuid_placeholder("swap area", device)
+            partuuids[path] = "<PARTUUID of %s>" % device
+            entries.append("{ device = %s; }" % quote_string(path))
+        lines += ["  swapDevices =", "    [ " + entries[0]] + ["      " + e for e in entries[1:]] + ["    ];"]
+    else:
+        lines += ["  swapDevices = [ ];"]
+    lines += ["}", ""]
+
+    def resolve(device):
+        if device not in partuuids:
+            raise SwapLookupError("stand-in: no placeholder for swap device %s" % device)
+        return partuuids[device]
+
+    return "\n".join(lines), resolve
+

@@ -23,6 +23,8 @@ _SIZE = re.compile(r"^(\d+)([kmgtpe%]?)$", re.IGNORECASE)
 _SUFFIX = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
 _MODE = re.compile(r"^[0-7]{3,4}$")
 TMPFS_DEFAULT_PERCENT = 50
+# The "device number" of a device that an earlier step of a check-mode run would create: equal to no real one.
+PENDING = ("pending", "pending")
 
 
 def parse_size(size):
@@ -129,6 +131,8 @@ class Facts:
     ``devno`` maps a device spec (as the user wrote it) to ``(major, minor)`` of the block device it resolves to;
     ``swaps`` holds ``(major, minor)`` (block devices) or real paths (swap files) of the active swaps;
     ``dirs`` is the set of directories that exist now; ``modes`` maps a path to its permission bits.
+    A device spec that maps to :data:`PENDING` does not exist yet (check mode: an earlier step would create it);
+    it is planned as a fresh mount and can match no existing mount.
     """
 
     def __init__(self, table, devno=None, swaps=(), memtotal_kib=0, page_size=4096, dirs=(), modes=None,
@@ -187,6 +191,12 @@ def _same_device(mount, want, facts):
 
 def _describe(mount):
     return "%s (%s, device %d:%d)" % (mount.describe_source(), mount.fstype, mount.major, mount.minor)
+
+
+def _describe_devno(devno):
+    if devno == PENDING:
+        return "not created yet (an earlier step of this check-mode run would create it)"
+    return "device %d:%d" % devno
 
 
 class LayoutPlanner:
@@ -293,8 +303,8 @@ class LayoutPlanner:
         else:
             if not _same_device(mount, devno, self.facts):
                 raise LayoutError(
-                    "%s is already mounted from %s, but %s=%s is device %d:%d. Unmount %s first (or fix %s)." %
-                    (target, _describe(mount), what, device, devno[0], devno[1], target, what))
+                    "%s is already mounted from %s, but %s=%s is %s. Unmount %s first (or fix %s)." %
+                    (target, _describe(mount), what, device, _describe_devno(devno), target, what))
             if mount.root != "/":
                 raise LayoutError("%s is a bind mount of %s, not the whole file system of %s=%s. Unmount it first." %
                                   (target, _describe(mount), what, device))

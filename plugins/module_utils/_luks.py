@@ -250,15 +250,18 @@ class LuksFacts:
     ``status``: parse_status() of ``cryptsetup status NAME``; ``status_matches``: whether the active mapping's
     backing device is ``device`` (same major:minor, or the same loop backing file); ``is_luks``: ``isLuks``;
     ``probe``: parse_blkid_export() of the device (for a non-LUKS device); ``dump``: parse_luks_dump() or None.
+    ``pending``: check mode, the device would be created blank by an earlier step (not probed, planned as blank).
     """
 
-    def __init__(self, status, status_matches=False, is_luks=False, probe=None, dump=None, device_exists=True):
+    def __init__(self, status, status_matches=False, is_luks=False, probe=None, dump=None, device_exists=True,
+                 pending=False):
         self.status = status
         self.status_matches = status_matches
         self.is_luks = is_luks
         self.probe = probe or {}
         self.dump = dump
         self.device_exists = device_exists
+        self.pending = pending
 
 
 class LuksStep:
@@ -327,7 +330,7 @@ class LuksPlanner:
             raise LuksError("To %s %s a passphrase or a keyfile is needed; set one of them." % (doing, self.device))
 
     def _check_device(self):
-        if not self.facts.device_exists:
+        if not self.facts.device_exists and not self.facts.pending:
             raise LuksError("device=%s does not exist on the target." % self.device)
 
     def _prepare(self, plan):

@@ -39,6 +39,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    details: With O(stand_in), also before the file exists (the plan is then made on a stand-in).
   diff_mode:
     support: full
   platform:
@@ -86,6 +87,31 @@ options:
         the target's PATH. A parse failure fails the task and leaves the file untouched.
     type: bool
     default: true
+  stand_in:
+    description:
+      - Check mode only, and only when O(path) does not exist; ignored otherwise.
+      - C(hardware-configuration.nix) is written by C(nixos-generate-config) from the mounted layout, so in a
+        check-mode run over a disk that is not partitioned or mounted yet it does not exist. With this option the
+        module then runs its patch on a stand-in instead of failing, and returns that diff with RV(stand_in=true)
+        and a warning. The stand-in holds only what the patch edits, in the generator's layout, with
+        placeholders in angle brackets for what does not exist yet (UUIDs, PARTUUIDs) - a tmpfs
+        C(fileSystems."/"), a vfat C(fileSystems.BOOT_MOUNTPOINT) on O(stand_in.boot_device) and one
+        C(swapDevices) entry per O(stand_in.swap_devices).
+      - Not shown by the stand-in are the rest of the real file and options the generator writes itself (a
+        current release writes C(fmask=0077) and C(dmask=0077) for the ESP; the patch keeps them next to
+        C(umask=0077)).
+    type: dict
+    suboptions:
+      boot_device:
+        description:
+          - The ESP that would be mounted on C(ROOT/BOOT_MOUNTPOINT); without it the stand-in has no boot entry.
+        type: str
+      swap_devices:
+        description:
+          - The swap devices that would be active when C(nixos-generate-config) runs.
+        type: list
+        elements: str
+        default: []
 notes:
   - Only the Python standard library is needed on the target; C(blkid) is needed for O(swap_random_encryption).
 seealso:
@@ -111,6 +137,11 @@ path:
   returned: always
   type: str
   sample: /mnt/etc/nixos/hardware-configuration.nix
+stand_in:
+  description: Whether the plan was made on a stand-in because O(path) does not exist yet (check mode, O(stand_in)).
+  returned: always
+  type: bool
+  sample: false
 backup_file:
   description: The copy of the file made before changing it.
   returned: when O(backup=true) and the file changed (not in check mode)
@@ -178,6 +209,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._hwconfig import
     HwconfigError,
     SwapLookupError,
     plan_patch,
+    stand_in,
 )
 
 _BY_TAG = re.compile(r"^/dev/disk/by-(uuid|label|partuuid|partlabel)/(.+)$")
@@ -300,6 +332,10 @@ def main():
             swap_random_encryption=dict(type="bool", default=False),
             backup=dict(type="bool", default=True),
             validate=dict(type="bool", default=True),
+            stand_in=dict(type="dict", options=dict(
+                boot_device=dict(type="str"),
+                swap_devices=dict(type="list", elements="str", default=[]),
+            )),
         ),
         supports_check_mode=True,
     )
@@ -311,23 +347,32 @@ def main():
                          changed=False, path=path)
     runner = CommandRunner(module)
     hwfile = HwconfigFile(module, runner, path)
-    result = dict(changed=False, path=path)
+    planned_on_stand_in = module.check_mode and p["stand_in"] is not None and not os.path.lexists(path)
+    result = dict(changed=False, path=path, stand_in=planned_on_stand_in)
     try:
-        before = hwfile.read()
+        if planned_on_stand_in:
+            before, resolve = stand_in(p["boot_mountpoint"], p["stand_in"]["boot_device"],
+                                       p["stand_in"]["swap_devices"])
+        else:
+            before, resolve = hwfile.read(), PartuuidLookup(runner)
         plan = plan_patch(before, name=path, root_options=p["root_options"], boot_options=p["boot_options"],
                           boot_mountpoint=p["boot_mountpoint"], swap_random_encryption=p["swap_random_encryption"],
-                          resolve_partuuid=PartuuidLookup(runner))
+                          resolve_partuuid=resolve)
     except HwconfigError as e:
         module.fail_json(msg=str(e), **result)
     except CommandError as e:
         module.fail_json(**dict(e.fail_kwargs(), **result))
 
+    shown = "%s (stand-in: not generated yet)" % path if planned_on_stand_in else path
     result.update(
         changed=plan.changed,
         patched=plan.patched,
-        diff=dict(before=plan.before, after=plan.after, before_header="%s (before)" % path,
-                  after_header="%s (after)" % path),
+        diff=dict(before=plan.before, after=plan.after, before_header="%s (before)" % shown,
+                  after_header="%s (after)" % shown),
     )
+    if planned_on_stand_in:
+        module.warn("%s does not exist yet (nixos-generate-config writes it once the disk is set up): the patch "
+                    "was planned on a stand-in holding only the entries it edits; see the comment at its top." % path)
     if plan.changed:
         try:
             if p["validate"]:

@@ -37,6 +37,7 @@ attributes:
   check_mode:
     support: full
     details: Returns the commands it would run; formats, opens and closes nothing (it may test the key, read-only).
+      With O(pending=true) it plans for a device that an earlier step would create.
   diff_mode:
     support: none
   platform:
@@ -109,6 +110,17 @@ options:
     type: str
     choices: [opened, closed]
     default: opened
+  pending:
+    description:
+      - Check mode only; ignored otherwise. V(true) says that O(device) does not exist yet, or will be replaced,
+        because an earlier task of the same check-mode run would create it (a partition that
+        P(impermanent.nixos.gpt_partition#module) would write, with C(--wipe-partitions always), so it would be
+        blank).
+      - The device is then not probed; it is planned as a blank device (C(luksFormat) with O(format=true), then
+        C(open)) instead of failing because it does not exist. The key is not tested (there is no header to test
+        it against), so a wrong key cannot show in this plan.
+    type: bool
+    default: false
 seealso:
   - module: impermanent.nixos.tmpfs_root
 """
@@ -223,8 +235,11 @@ class LuksReader:
                                stderr=err)
         return luks.content_signature(luks.parse_blkid_export(out))
 
-    def facts(self, device, name):
+    def facts(self, device, name, pending=False):
         status = self.status(name)
+        if pending:
+            # check mode: the device would be (re)created blank by an earlier step; what is there now is irrelevant
+            return luks.LuksFacts(status, device_exists=False, pending=True)
         matches = False
         if status["active"] and device is not None:
             want = _identity(device)
@@ -299,6 +314,7 @@ def main():
             pbkdf_force_iterations=dict(type="int"),
             label=dict(type="str"),
             state=dict(type="str", choices=["opened", "closed"], default="opened"),
+            pending=dict(type="bool", default=False),
         ),
         mutually_exclusive=[("passphrase", "keyfile"), ("iter_time", "pbkdf_force_iterations")],
         required_if=[("state", "opened", ["device"]), ("format", True, ["device"])],
@@ -318,7 +334,7 @@ def main():
             pbkdf_force_iterations=p["pbkdf_force_iterations"], label=p["label"])
         request = luks.LuksRequest(p["device"], p["name"], p["state"], p["format"], key, options)
         reader = LuksReader(runner)
-        facts = reader.facts(p["device"], p["name"])
+        facts = reader.facts(p["device"], p["name"], pending=module.check_mode and p["pending"])
         plan = luks.LuksPlanner(request, facts, check_mode=module.check_mode).plan()
         LuksExecutor(runner, reader.cryptsetup, request, module.check_mode).run(plan)
         for warning in plan.warnings:

@@ -30,7 +30,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Returns the files it would stage and the command it would run; runs nothing that writes.
+    details: Returns the files it would stage and the command it would run; runs nothing that writes. With
+      O(pending=true) it plans the command for a flake that earlier steps would create.
   diff_mode:
     support: none
   platform:
@@ -83,6 +84,17 @@ options:
   reinstall:
     description:
       - Run C(nixos-install) even though C(ROOT/nix/var/nix/profiles/system) exists (a new system generation).
+    type: bool
+    default: false
+  pending:
+    description:
+      - Check mode only; ignored otherwise. V(true) says that earlier tasks of the same check-mode run would create
+        or change O(root) or the flake (mount the layout, render or clone the flake), so that neither exists as it
+        would by the time C(nixos-install) runs.
+      - The module then plans the C(nixos-install) command without checking the flake directory, its git
+        repository, its C(flake.nix) and the host name, and without listing the files it would stage (RV(staged)
+        is empty; a warning says what was not checked). The system profile is still looked for, but only where
+        it is now (a nix file system that earlier steps would mount is not looked at).
     type: bool
     default: false
 notes:
@@ -202,16 +214,26 @@ class InstallPlanner(object):
             result.skipped_reason = (
                 "%s exists (NixOS is already installed); set reinstall=true to install again" % profile)
             return result
-        if not os.path.isdir(root):
-            raise CommandError("root %s is not a directory: mount the target file systems there first" % root)
-        if ref.local:
-            self.check_local_flake(ref, host, result)
-        if p["stage"] and result.repo_top:
-            result.staged = self.untracked_sources(ref, result.repo_top)
+        if self.module.check_mode and p["pending"]:
+            result.warnings.append(
+                "check mode: %s and the flake are not yet as the earlier steps would leave them, so the flake "
+                "(directory, git repository, flake.nix, host %r) was not checked and the files to stage were not "
+                "listed; %s does not exist now (a nix file system that is only mounted later in the run was not "
+                "looked at)" % (root, host, profile))
+        else:
+            self.check_target(ref, host, root, result)
         result.argv = flake.install_argv(
             self.runner.find("nixos-install"), ref, host, root, p["no_root_passwd"], p["extra_args"])
         result.nix_config = flake.merge_nix_config(os.environ.get("NIX_CONFIG"))
         return result
+
+    def check_target(self, ref, host, root, result):
+        if not os.path.isdir(root):
+            raise CommandError("root %s is not a directory: mount the target file systems there first" % root)
+        if ref.local:
+            self.check_local_flake(ref, host, result)
+        if self.params["stage"] and result.repo_top:
+            result.staged = self.untracked_sources(ref, result.repo_top)
 
     def check_local_flake(self, ref, host, result):
         if not os.path.isdir(ref.directory):
@@ -308,6 +330,7 @@ def main():
             stage=dict(type="bool", default=True),
             extra_args=dict(type="list", elements="str", default=[]),
             reinstall=dict(type="bool", default=False),
+            pending=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

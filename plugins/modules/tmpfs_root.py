@@ -35,7 +35,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Returns the steps and the commands it would run; mounts and creates nothing.
+    details: Returns the steps and the commands it would run; mounts and creates nothing. With O(pending_devices) it
+      plans for devices that an earlier step would create.
   diff_mode:
     support: none
   platform:
@@ -100,6 +101,18 @@ options:
     type: str
     choices: [mounted, unmounted]
     default: mounted
+  pending_devices:
+    description:
+      - Check mode only; ignored otherwise. Devices among O(boot_device), O(nix_device) and O(swap_device) that do
+        not exist yet, or will be replaced, because an earlier task of the same check-mode run would create them
+        (partitions P(impermanent.nixos.gpt_partition#module) would write, the C(/dev/mapper/NAME) that
+        P(impermanent.nixos.luks_open#module) would open).
+      - They are not looked up; their mounts (and the swapon) are planned as new, and an existing mount on their
+        mount points is an error (it cannot be a device that does not exist yet). Without this, check mode fails
+        on a device that does not exist, as a real run would.
+    type: list
+    elements: str
+    default: []
 notes:
   - Device numbers are compared, not names, so V(/dev/mapper/crypted), V(/dev/dm-0) and V(LABEL=nixos) all match
     the same mount. A V(LABEL=...) style spec that matches several devices is an error.
@@ -174,7 +187,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
 from ansible_collections.impermanent.nixos.plugins.module_utils._layout import (
-    Facts, LayoutError, LayoutPlanner, Spec)
+    PENDING, Facts, LayoutError, LayoutPlanner, Spec)
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import MountTable, parse_swaps
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -239,18 +252,16 @@ class SystemReader:
                 return int(line.split()[1])
         raise CommandError("MemTotal is missing from %s" % MEMINFO)
 
-    def facts(self, spec):
+    def facts(self, spec, pending=()):
+        """``pending``: device specs an earlier step of this check-mode run would create; not probed."""
         table = MountTable.from_text(_read(MOUNTINFO))
         devno = {}
-        for value in (spec.boot_device, spec.nix_device):
-            if value:
-                ident = self.identity(value)
-                if ident is not None:
-                    devno[value] = ident
-        if spec.swap_device:
-            ident = self.identity(spec.swap_device, allow_file=True)
+        for value, allow_file in ((spec.boot_device, False), (spec.nix_device, False), (spec.swap_device, True)):
+            if not value:
+                continue
+            ident = PENDING if value in pending else self.identity(value, allow_file=allow_file)
             if ident is not None:
-                devno[spec.swap_device] = ident
+                devno[value] = ident
         source_devno = {}
         for mount in table.mounts:
             if mount.source.startswith("/dev/") and mount.devno[0] == 0:
@@ -312,6 +323,7 @@ def main():
             persist=dict(type="list", elements="str", default=["/etc/nixos", "/var/log"]),
             swap_device=dict(type="str"),
             state=dict(type="str", choices=["mounted", "unmounted"], default="mounted"),
+            pending_devices=dict(type="list", elements="str", default=[]),
         ),
         required_if=[("state", "mounted", ["nix_device"])],
         supports_check_mode=True,
@@ -326,7 +338,8 @@ def main():
                     boot_options=p["boot_options"], nix_device=p["nix_device"], persist_dir=p["persist_dir"],
                     persist=p["persist"], swap_device=p["swap_device"], state=p["state"])
         reader = SystemReader(runner)
-        plan = LayoutPlanner(spec, reader.facts(spec)).plan()
+        pending = set(p["pending_devices"]) if module.check_mode else set()
+        plan = LayoutPlanner(spec, reader.facts(spec, pending)).plan()
         executor = LayoutExecutor(runner, module.check_mode)
         executor.run(plan)
     except LayoutError as e:

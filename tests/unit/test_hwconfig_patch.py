@@ -300,3 +300,46 @@ def test_lookup_refuses_a_partition_that_is_not_swap():
     })
     with pytest.raises(hw.SwapLookupError, match="holds ext4, not a swap area"):
         module.PartuuidLookup(runner)("/dev/disk/by-label/swap")
+
+
+# -- the check-mode stand-in (the file does not exist before the disk is set up) --------------------------------
+def test_stand_in_patches_like_a_generated_file(tmp_path):
+    """The stand-in is a valid hardware-configuration.nix in the generator's layout, and the patch makes the same
+    edits on it as on a file nixos-generate-config wrote (ngc_current.nix), apart from values that do not exist
+    yet (placeholders) and the fmask/dmask a current generator writes for /boot."""
+    text, resolve_placeholder = hw.stand_in(boot_device="/dev/vdz1", swap_devices=["/dev/vdz2"])
+    assert text.startswith("# STAND-IN, check mode:")
+    plan = hw.plan_patch(text, "hw.nix", swap_random_encryption=True, resolve_partuuid=resolve_placeholder)
+    got = evaluate(tmp_path, plan.after)
+    assert got["fileSystems"]["/"] == {"device": "none", "fsType": "tmpfs", "options": ROOT}
+    assert got["fileSystems"]["/boot"] == {"device": "/dev/disk/by-uuid/<UUID of the FAT file system on /dev/vdz1>",
+                                           "fsType": "vfat", "options": BOOT}
+    assert got["swapDevices"] == [{"device": "/dev/disk/by-partuuid/<PARTUUID of /dev/vdz2>",
+                                   "randomEncryption": {"enable": True}}]
+
+    real = patch(fixture_text("ngc_current.nix"))
+    real_got = evaluate(tmp_path, real.after, "real.nix")
+    assert real_got["fileSystems"]["/"]["options"] == got["fileSystems"]["/"]["options"]
+    assert set(got["fileSystems"]["/boot"]["options"]) <= set(real_got["fileSystems"]["/boot"]["options"])
+    assert [sorted(s) for s in real_got["swapDevices"]] == [sorted(s) for s in got["swapDevices"]]
+    assert plan.patched["root"] == real.patched["root"]
+    assert [s["random_encryption"] for s in plan.patched["swap"]] == [s["random_encryption"] for s in real.patched["swap"]]
+
+
+def test_stand_in_without_swap_or_boot():
+    text, resolve_placeholder = hw.stand_in(swap_devices=[])
+    assert "swapDevices = [ ];" in text
+    plan = hw.plan_patch(text, "hw.nix", boot_options=[], swap_random_encryption=True,
+                         resolve_partuuid=resolve_placeholder)
+    assert plan.patched["swap"] == [] and plan.patched["boot"] is None
+    with pytest.raises(hw.HwconfigError, match="no fileSystems"):
+        hw.plan_patch(text, "hw.nix", resolve_partuuid=resolve_placeholder)  # /boot options but no ESP
+    with pytest.raises(hw.SwapLookupError):
+        resolve_placeholder("/dev/disk/by-uuid/0b7a0c3e-62a4-4c8e-9a51-7f3e2d1c9b84")
+
+
+def test_stand_in_with_two_swap_devices_parses():
+    text, resolve_placeholder = hw.stand_in(boot_device="/dev/vdz1", swap_devices=["/dev/vdz2", "/dev/vdy2"])
+    plan = hw.plan_patch(text, "hw.nix", swap_random_encryption=True, resolve_partuuid=resolve_placeholder)
+    assert [s["device_after"] for s in plan.patched["swap"]] == [
+        "/dev/disk/by-partuuid/<PARTUUID of /dev/vdz2>", "/dev/disk/by-partuuid/<PARTUUID of /dev/vdy2>"]

@@ -233,6 +233,23 @@ def test_missing_device_fails():
         planner(device_exists=False).plan()
 
 
+def test_pending_device_is_planned_as_blank_format_then_open_without_a_key_test():
+    """Check mode over a partition gpt_partition would write (blank, --wipe-partitions): planned, not probed."""
+    p = planner(fmt=True, check_mode=True, device_exists=False, pending=True).plan()
+    assert p.kinds == ["format", "open"] and p.formats
+
+
+def test_pending_device_without_format_still_says_to_set_format():
+    with pytest.raises(luks.LuksError, match="Set format=true"):
+        planner(check_mode=True, device_exists=False, pending=True).plan()
+
+
+def test_pending_device_name_open_elsewhere_fails():
+    with pytest.raises(luks.LuksError, match="already open on /dev/vda3, not on /dev/sdb3"):
+        planner(fmt=True, check_mode=True, device="/dev/sdb3", device_exists=False, pending=True,
+                status=ACTIVE).plan()
+
+
 def test_closed_closes_an_open_mapping():
     p = planner(state="closed", status=ACTIVE, status_matches=True, device=None).plan()
     assert p.kinds == ["close"]

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._layout import (
-    Facts, LayoutError, LayoutPlanner, Spec, mounted_size_kib, parse_size, size_kib)
+    PENDING, Facts, LayoutError, LayoutPlanner, Spec, mounted_size_kib, parse_size, size_kib)
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import MountTable
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "mountinfo")
@@ -210,6 +210,37 @@ def test_swap_on_only_when_not_active():
     assert argvs(p) == [["swapon", SWAP]]
     p = plan("full", spec_kw=dict(swap_device=SWAP), swaps={SWAP_NO})
     assert p.steps == []
+
+
+def pending_facts(name, devices, dirs=()):
+    """Check mode over a disk the disk role would partition: the devices map to PENDING (not looked up)."""
+    return Facts(table(name), devno=dict((d, PENDING) for d in devices), memtotal_kib=MEM,
+                 page_size=int(DEV["page_size"]), dirs=dirs)
+
+
+def test_pending_devices_are_planned_as_fresh_mounts_and_swapon():
+    new_boot, new_nix, new_swap = "/dev/vdz1", "/dev/mapper/crypted", "/dev/vdz2"
+    p = LayoutPlanner(spec(boot_device=new_boot, nix_device=new_nix, swap_device=new_swap,
+                           boot_options=["umask=0077"]),
+                      pending_facts("empty", [new_boot, new_nix, new_swap])).plan()
+    assert argvs(p) == [
+        ["mount", "-t", "tmpfs", "-o", "size=25%,mode=755", "tmpfs", ROOT],
+        ["mount", "-o", "umask=0077", new_boot, ROOT + "/boot"],
+        ["mount", new_nix, ROOT + "/nix"],
+        ["mount", "--bind", ROOT + "/nix/persist/etc/nixos", ROOT + "/etc/nixos"],
+        ["mount", "--bind", ROOT + "/nix/persist/var/log", ROOT + "/var/log"],
+        ["swapon", new_swap],
+    ]
+    assert [m["source"] for m in p.expected] == ["tmpfs", new_boot, new_nix, new_nix + "[/persist/etc/nixos]",
+                                                 new_nix + "[/persist/var/log]"]
+
+
+def test_pending_device_cannot_be_what_is_already_mounted():
+    """A mount already on ROOT/nix cannot come from a device that does not exist yet."""
+    with pytest.raises(LayoutError, match="not created yet") as e:
+        LayoutPlanner(spec(nix_device="/dev/mapper/crypted", boot_device=None),
+                      pending_facts("full", ["/dev/mapper/crypted"], ALL_DIRS)).plan()
+    assert ROOT + "/nix" in str(e.value)
 
 
 def test_unresolvable_devices_fail():
