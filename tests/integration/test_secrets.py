@@ -2,62 +2,19 @@
 """The LUKS passphrase never shows: not in any process's argv (or a cryptsetup process's environment) while
 luks_open runs under ``ansible-playbook -vvv``, not in that verbose output, not in the module result.
 
-A sampler thread reads every /proc/*/cmdline (and /proc/PID/environ of cryptsetup processes) every few ms; it must
-see cryptsetup at least once, or the sampling proved nothing.
+A sampler thread (tests/argv_sampler.py) reads every /proc/*/cmdline (and /proc/PID/environ of cryptsetup
+processes) every few ms; it must see cryptsetup at least once, or the sampling proved nothing.
 """
-import glob
 import json
-import os
 import secrets
 import subprocess
-import threading
-import time
 
 import pytest
 
-from conftest import PlaybookResult, _env
+from argv_sampler import Sampler  # tests/argv_sampler.py, also the guest-side sampler of molecule/reinstall
+from conftest import _env
 
 MIB = 1 << 20
-
-
-class Sampler(threading.Thread):
-    def __init__(self, needle):
-        super().__init__(daemon=True)
-        self.needle = needle.encode()
-        self.stop = threading.Event()
-        self.samples = 0          # full passes over /proc
-        self.cmdlines = 0         # argv vectors read
-        self.cryptsetup = set()   # pids seen running cryptsetup
-        self.sightings = 0        # (pass, cryptsetup pid) pairs
-        self.hits = []
-
-    def _read(self, path):
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError:
-            return b""
-
-    def run(self):
-        me = str(os.getpid())
-        while not self.stop.is_set():
-            for path in glob.glob("/proc/[0-9]*/cmdline"):
-                pid = path.split("/")[2]
-                if pid == me:
-                    continue
-                argv = self._read(path)
-                if not argv:
-                    continue
-                self.cmdlines += 1
-                if self.needle in argv:
-                    self.hits.append(("argv", pid, argv))
-                if os.path.basename(argv.split(b"\0")[0]) == b"cryptsetup":
-                    self.cryptsetup.add(pid)
-                    self.sightings += 1
-                    if self.needle in self._read("/proc/%s/environ" % pid):
-                        self.hits.append(("environ", pid, argv))
-            self.samples += 1
-            time.sleep(0.002)
 
 
 PLAYBOOK = """- hosts: localhost
