@@ -13,7 +13,8 @@ As a script, in the guest:
     python3 argv_sampler.py --out REPORT.json --pidfile PIDFILE [--interval SECONDS]  < needle
 
 reads the needle from standard input (never from the command line or a file: it would leave the secret where the
-tests look for it), detaches, and samples until SIGTERM, rewriting REPORT.json every few seconds and at the end.
+tests look for it), detaches (returning once the pid file and a first report are written), and samples until
+SIGTERM, rewriting REPORT.json every few seconds and at the end.
 """
 import argparse
 import json
@@ -97,8 +98,9 @@ class Sampler(threading.Thread):
             "samples": self.samples, "cmdlines": self.cmdlines, "sightings": self.sightings,
             "passes_with_cryptsetup": self.passes_with_cryptsetup, "cryptsetup_processes": len(self.cryptsetup),
             "subcommands": self.subcommands, "hits": len(self.hits),
-            "hit_sources": [{"where": where, "pid": pid, "program": os.path.basename(argv.split(b"\0")[0]).decode(
-                errors="replace")} for where, pid, argv in self.hits],
+            "hit_sources": [dict(zip(("where", "pid", "program"), source)) for source in sorted(set(
+                (where, pid, os.path.basename(argv.split(b"\0")[0]).decode(errors="replace"))
+                for where, pid, argv in self.hits))],
         }
 
 
@@ -111,14 +113,20 @@ def _write(path, data):
 
 
 def _detach():
+    """Double fork; the caller's process exits only once the daemon says it samples (0) or died first (1).
+    Returns the daemon's end of that pipe."""
+    ready_r, ready_w = os.pipe()
     if os.fork():
-        os._exit(0)
+        os.close(ready_w)
+        os._exit(0 if os.read(ready_r, 1) == b"1" else 1)
+    os.close(ready_r)
     os.setsid()
     if os.fork():
         os._exit(0)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
+    return ready_w
 
 
 def main(argv=None):
@@ -130,8 +138,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     needle = sys.stdin.buffer.read().rstrip(b"\r\n")
     sampler = Sampler(needle, interval=args.interval)
-    if not args.foreground:
-        _detach()
+    for path in (args.out, args.pidfile):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ready = None if args.foreground else _detach()
     started = time.time()
 
     def stop(_signum, _frame):
@@ -146,6 +155,10 @@ def main(argv=None):
         if time.time() - last > 5:
             _write(args.out, dict(sampler.report(), running=True, seconds=round(time.time() - started, 1)))
             last = time.time()
+        if ready is not None:  # pid file and a first report written: let the caller go on
+            os.write(ready, b"1")
+            os.close(ready)
+            ready = None
         time.sleep(args.interval)
     _write(args.out, dict(sampler.report(), running=False, seconds=round(time.time() - started, 1)))
     return 0

@@ -6,8 +6,11 @@ A sampler thread (tests/argv_sampler.py) reads every /proc/*/cmdline (and /proc/
 processes) every few ms; it must see cryptsetup at least once, or the sampling proved nothing.
 """
 import json
+import os
 import secrets
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -95,3 +98,25 @@ def test_sampler_catches_a_leak():
         sampler.stop.set()
         sampler.join()
     assert sampler.hits and sampler.hits[0][0] == "argv"
+
+
+def test_sampler_daemon_reports_a_leak_without_the_secret(tmp_path):
+    """The script form that molecule/reinstall runs in the guest: the needle comes on stdin, the command returns
+    once the daemon samples, SIGTERM ends it, and the report counts the leak without ever holding the needle."""
+    canary = "s3cret-canary-%s" % secrets.token_hex(8)
+    report, pidfile = tmp_path / "out" / "report.json", tmp_path / "sampler.pid"
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "argv_sampler.py")
+    start = subprocess.run([sys.executable, script, "--out", str(report), "--pidfile", str(pidfile),
+                            "--interval", "0.01"], input=canary + "\n", text=True, timeout=30)
+    assert start.returncode == 0 and report.exists() and pidfile.exists()
+    pid = int(pidfile.read_text())
+    subprocess.run(["sh", "-c", "sleep 0.5", "leaky", canary], check=True)
+    os.kill(pid, 15)
+    for _ in range(100):
+        if '"running": false' in report.read_text():
+            break
+        time.sleep(0.05)
+    data = json.loads(report.read_text())
+    assert data["running"] is False and data["samples"] > 0 and data["hits"] > 0
+    assert {"where": "argv", "program": "sh"}.items() <= data["hit_sources"][0].items()
+    assert canary not in report.read_text()
