@@ -2,62 +2,22 @@
 """The LUKS passphrase never shows: not in any process's argv (or a cryptsetup process's environment) while
 luks_open runs under ``ansible-playbook -vvv``, not in that verbose output, not in the module result.
 
-A sampler thread reads every /proc/*/cmdline (and /proc/PID/environ of cryptsetup processes) every few ms; it must
-see cryptsetup at least once, or the sampling proved nothing.
+A sampler thread (tests/argv_sampler.py) reads every /proc/*/cmdline (and /proc/PID/environ of cryptsetup
+processes) every few ms; it must see cryptsetup at least once, or the sampling proved nothing.
 """
-import glob
 import json
 import os
 import secrets
 import subprocess
-import threading
+import sys
 import time
 
 import pytest
 
-from conftest import PlaybookResult, _env
+from argv_sampler import Sampler  # tests/argv_sampler.py, also the guest-side sampler of molecule/reinstall
+from conftest import _env
 
 MIB = 1 << 20
-
-
-class Sampler(threading.Thread):
-    def __init__(self, needle):
-        super().__init__(daemon=True)
-        self.needle = needle.encode()
-        self.stop = threading.Event()
-        self.samples = 0          # full passes over /proc
-        self.cmdlines = 0         # argv vectors read
-        self.cryptsetup = set()   # pids seen running cryptsetup
-        self.sightings = 0        # (pass, cryptsetup pid) pairs
-        self.hits = []
-
-    def _read(self, path):
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError:
-            return b""
-
-    def run(self):
-        me = str(os.getpid())
-        while not self.stop.is_set():
-            for path in glob.glob("/proc/[0-9]*/cmdline"):
-                pid = path.split("/")[2]
-                if pid == me:
-                    continue
-                argv = self._read(path)
-                if not argv:
-                    continue
-                self.cmdlines += 1
-                if self.needle in argv:
-                    self.hits.append(("argv", pid, argv))
-                if os.path.basename(argv.split(b"\0")[0]) == b"cryptsetup":
-                    self.cryptsetup.add(pid)
-                    self.sightings += 1
-                    if self.needle in self._read("/proc/%s/environ" % pid):
-                        self.hits.append(("environ", pid, argv))
-            self.samples += 1
-            time.sleep(0.002)
 
 
 PLAYBOOK = """- hosts: localhost
@@ -138,3 +98,25 @@ def test_sampler_catches_a_leak():
         sampler.stop.set()
         sampler.join()
     assert sampler.hits and sampler.hits[0][0] == "argv"
+
+
+def test_sampler_daemon_reports_a_leak_without_the_secret(tmp_path):
+    """The script form that molecule/reinstall runs in the guest: the needle comes on stdin, the command returns
+    once the daemon samples, SIGTERM ends it, and the report counts the leak without ever holding the needle."""
+    canary = "s3cret-canary-%s" % secrets.token_hex(8)
+    report, pidfile = tmp_path / "out" / "report.json", tmp_path / "sampler.pid"
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "argv_sampler.py")
+    start = subprocess.run([sys.executable, script, "--out", str(report), "--pidfile", str(pidfile),
+                            "--interval", "0.01"], input=canary + "\n", text=True, timeout=30)
+    assert start.returncode == 0 and report.exists() and pidfile.exists()
+    pid = int(pidfile.read_text())
+    subprocess.run(["sh", "-c", "sleep 0.5", "leaky", canary], check=True)
+    os.kill(pid, 15)
+    for _ in range(100):
+        if '"running": false' in report.read_text():
+            break
+        time.sleep(0.05)
+    data = json.loads(report.read_text())
+    assert data["running"] is False and data["samples"] > 0 and data["hits"] > 0
+    assert {"where": "argv", "program": "sh"}.items() <= data["hit_sources"][0].items()
+    assert canary not in report.read_text()

@@ -324,6 +324,29 @@ def test_install_creates_profile_and_records_the_call(scratch):
     assert os.readlink(f.profile()) == "system-2-link"
 
 
+def test_install_writes_boot_loader_stand_ins(scratch):
+    """Without --no-bootloader the double leaves systemd-boot's files on ROOT/boot (stand-ins that say so), with an
+    entry per generation; with --no-bootloader it touches nothing there."""
+    f = Flake(scratch)
+    f.git("add", "hardware-configuration.nix")
+    boot = os.path.join(f.root, "boot")
+    assert f.install("--no-root-passwd", "--no-bootloader").returncode == 0
+    assert not os.path.exists(boot) and f.calls()[-1]["bootloader"] == []
+    assert f.install("--no-root-passwd").returncode == 0
+    written = ["EFI/BOOT/BOOTX64.EFI", "EFI/systemd/systemd-bootx64.efi", "loader/entries/nixos-generation-1.conf",
+               "loader/entries/nixos-generation-2.conf", "loader/loader.conf"]
+    assert f.calls()[-1]["bootloader"] == written
+    found = sorted(os.path.relpath(os.path.join(d, n), boot) for d, _, names in os.walk(boot) for n in names)
+    assert found == written
+    with open(os.path.join(boot, "EFI/BOOT/BOOTX64.EFI")) as fh:
+        assert "TEST DOUBLE" in fh.read()
+    profiles = os.path.dirname(f.profile())
+    with open(os.path.join(boot, "loader/entries/nixos-generation-2.conf")) as fh:
+        entry = fh.read()
+    assert "version Generation 2\n" in entry
+    assert "options init=%s/init\n" % os.readlink(os.path.join(profiles, "system-2-link")) in entry
+
+
 def test_install_relative_flake_from_cwd(scratch):
     f = Flake(scratch)
     f.git("add", "-A")

@@ -15,9 +15,8 @@ REPORT = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ""), "kill-
 MUST_KILL_AFTER = [
     "impermanent.nixos.disk : Partition the disk (ESP, swap, nix) on its optimal alignment",
     "impermanent.nixos.disk : Format (only without a LUKS header) and open the nix partition",
-    "impermanent.nixos.disk : Create the FAT32 filesystem on the ESP",
-    "impermanent.nixos.disk : Create the swap signature",
-    "impermanent.nixos.disk : Create the ext4 filesystem for /nix",
+    "impermanent.nixos.disk : Create the file systems (FAT32 ESP, swap, ext4 for /nix), never over an existing one",
+    "impermanent.nixos.layout : Mount the tmpfs root, the ESP, the nix filesystem and the persist bind mounts",
     "impermanent.nixos.hwconfig : Generate hardware-configuration.nix",
     "impermanent.nixos.hwconfig : Patch hardware-configuration.nix for the impermanent layout",
     "impermanent.nixos.flake : Install NixOS from the flake",
