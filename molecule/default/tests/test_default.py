@@ -46,8 +46,11 @@ def _gpt_refusal(host, **args):
     try:
         result = host.ansible("impermanent.nixos.gpt_partition", json.dumps(args), check=True)
     except host.ansible.AnsibleException as e:
-        return e.result
-    raise AssertionError("gpt_partition did not refuse %s: %s" % (args, result))
+        result = e.result
+    # testinfra hands back a failed module result without its "failed" key: "refused" is only set on failure
+    if "refused" not in result or result.get("changed"):
+        raise AssertionError("gpt_partition did not refuse %s: %s" % (args, result))
+    return result
 
 
 def test_the_guest_root_disk_is_refused_even_with_force(host):
