@@ -79,7 +79,7 @@ demo: setup build
 	bash scripts/demo.sh
 
 # Benchmarks print ratios measured side by side in one run (see BENCHMARKS.md). bench_provision boots a TCG guest
-# (~1 h at --repeat 3 on a 2-CPU host); BENCH_PROVISION_ARGS passes its flags, e.g. "--repeat 1 --variants ''".
+# (30-50 min at --repeat 3 on a 2-CPU host); BENCH_PROVISION_ARGS passes its flags, e.g. "--repeat 1 --variants ''".
 BENCH_PROVISION_ARGS ?=
 bench: setup build
 	$(PY) benchmarks/bench_persist_audit.py
