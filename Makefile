@@ -78,9 +78,12 @@ test: setup lint sanity unit integration molecule
 demo: setup build
 	bash scripts/demo.sh
 
-# Benchmarks print ratios measured side by side in one run (see benchmarks/README.md).
+# Benchmarks print ratios measured side by side in one run (see BENCHMARKS.md). bench_provision boots a TCG guest
+# (30-50 min at --repeat 3 on a 2-CPU host); BENCH_PROVISION_ARGS passes its flags, e.g. "--repeat 1 --variants ''".
+BENCH_PROVISION_ARGS ?=
 bench: setup build
 	$(PY) benchmarks/bench_persist_audit.py
+	$(PY) benchmarks/bench_provision.py $(BENCH_PROVISION_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -37,6 +37,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 import conftest  # noqa: E402,F401  (makes ansible_collections.impermanent.nixos importable)
 from ansible_collections.impermanent.nixos.plugins.modules.persist_audit import PersistAudit  # noqa: E402
+from _machine import cpu_model  # noqa: E402
 
 EXCLUDES = ["/tmp/*", "/root/*"]
 T0 = 1700000000
@@ -140,17 +141,6 @@ def fs_type(path):
     except OSError:
         pass
     return fstype
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def rsync_version():
