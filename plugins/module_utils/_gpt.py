@@ -278,10 +278,13 @@ def _bytes(field):
 def compare(plan, table):
     """Whether ``table`` (or None) already is ``plan``.
 
-    Returns ``("empty", [])`` (no table or no partitions: safe to create), ``("same", [])`` or
-    ``("different", [reasons])``. The last partition, when it is ``100%``, matches if it starts
-    where planned and ends within one grain of the last usable LBA (tables made by parted or fdisk
-    often round that end down).
+    Returns ``("empty", [])`` (no table or no partitions: safe to create), ``("same", [])``,
+    ``("grown", [note])`` or ``("different", [reasons])``. The last partition, when it is ``100%``,
+    matches if it starts where planned and ends within one grain of the last usable LBA (tables made
+    by parted or fdisk often round that end down). "grown" is the requested layout written when the
+    disk was smaller: the table's own last usable LBA lies before the disk's, and the ``100%``
+    partition ends within one grain of it. That is the user's data on a resized disk, not another
+    layout, so it counts as in place (nothing is resized).
     """
     if table is None or not table.partitions:
         return "empty", []
@@ -292,6 +295,7 @@ def compare(plan, table):
         reasons.append("the table was read with %d-byte sectors, the disk has %d" % (table.sector_size, plan.sector_size))
     have = dict((p.number, p) for p in table.partitions)
     want = dict((p.number, p) for p in plan.partitions)
+    grown = None
     for number in sorted(set(have) - set(want)):
         reasons.append("partition %d (%r) is not in the requested layout" % (number, have[number].name))
     for number, p in sorted(want.items()):
@@ -308,11 +312,23 @@ def compare(plan, table):
             reasons.append("partition %d (%r) starts at LBA %d, planned %d" % (number, p.name, e.start, p.start))
         elif p.requested == REST and number == len(plan.partitions):
             end, planned_end = e.start + e.size - 1, p.start + p.size - 1
-            if not planned_end - plan.grain.sectors < end <= planned_end:
+            if planned_end - plan.grain.sectors < end <= planned_end:
+                pass
+            elif (table.last_lba is not None and table.last_lba < plan.last_lba
+                  and table.last_lba - plan.grain.sectors < end <= table.last_lba):
+                ss = plan.sector_size
+                grown = ("the disk grew after this table was written: the table's last usable LBA is %d (%s), "
+                         "the disk's is now %d (%s); partition %d (%r, 100%%) keeps its %s and nothing is resized "
+                         "(grow the partition and its file system yourself to use the space)"
+                         % (table.last_lba, human_size((table.last_lba + 1) * ss), plan.last_lba,
+                            human_size((plan.last_lba + 1) * ss), number, p.name, human_size(e.size * ss)))
+            else:
                 reasons.append("partition %d (%r, 100%%) ends at LBA %d, planned %d (last usable LBA)"
                                % (number, p.name, end, planned_end))
         elif e.size != p.size:
             reasons.append("partition %d (%r) has %d sectors (%s), planned %d (%s)"
                            % (number, p.name, e.size, human_size(e.size * plan.sector_size), p.size,
                               human_size(p.size * plan.sector_size)))
-    return ("different", reasons) if reasons else ("same", [])
+    if reasons:
+        return "different", reasons
+    return ("grown", [grown]) if grown else ("same", [])

@@ -22,6 +22,10 @@ description:
   - Idempotent. When the disk already holds exactly the planned table (names, types, starts and sizes; a V(100%)
     last partition matches when it ends within one grain of the end of the usable space) nothing is written and
     C(changed=false). A disk without a partition table, or with an empty one, is partitioned.
+  - A disk that grew after the table was written (a resized VM disk) still holds the requested layout when the
+    V(100%) partition ends within one grain of the table's own last usable sector; nothing is written or resized,
+    and a warning and the C(notes) say how much the disk grew. Growing the partition and its file system is left
+    to the user.
     Any other content (another table, an MBR, a file system or LUKS header on the whole disk) is an error
     unless O(force=true).
   - Never touches a disk that is in use, even with O(force=true). In use means a mounted partition, active swap
@@ -551,7 +555,11 @@ def run(module, runner, planner, writer):
             status, reasons = "different", ["no partition table, but %s" % signature]
     result = dict(changed=False, device=disk.path, alignment_bytes=grain.size, alignment_offset=grain.offset,
                   sector_size=plan.sector_size, notes=list(plan.notes))
-    if status == "same":
+    if status == "grown":
+        for note in reasons:
+            module.warn("%s: %s" % (disk.path, note))
+        result["notes"].extend(reasons)
+    if status in ("same", "grown"):
         result.update(partitions=result_partitions(disk, plan, table), commands=runner.commands)
         return result
     if status == "different" and not p["force"]:

@@ -293,6 +293,26 @@ def test_rest_partition_made_by_sfdisk_counts_as_the_same(loopdisk):
     assert disk.digest() == before
 
 
+def test_grown_disk_keeps_its_table(loopdisk):
+    """A disk grown after provisioning (a resized VM disk) still holds the requested layout: a rerun writes
+    nothing and says the disk grew, instead of asking for force (which would lose the data)."""
+    disk = loopdisk(2 * GIB)
+    run, res = partition(disk)
+    assert run.rc == 0 and res["changed"], run.stdout[-3000:]
+    with open(disk.image, "r+b") as f:
+        f.truncate(3 * GIB)
+    sh("losetup", "-c", disk.device)
+    disk.size = 3 * GIB
+    before = disk.digest()
+    run2, again = partition(disk)
+    assert run2.rc == 0 and again["changed"] is False and again["commands"] == [], run2.stdout[-3000:]
+    grew = [w for w in again.get("warnings", []) if "the disk grew" in w]
+    assert len(grew) == 1 and "partition 3 ('nix', 100%) keeps its" in grew[0], again.get("warnings")
+    assert any("the disk grew" in n for n in again["notes"])
+    assert [p["partuuid"] for p in again["partitions"]] == [p["partuuid"] for p in res["partitions"]]
+    assert disk.digest() == before
+
+
 def test_partition_path_filter():
     run = run_playbook("gpt_filter.yml")
     assert run.rc == 0 and run.failed == 0, run.stdout[-3000:]

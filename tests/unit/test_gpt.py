@@ -244,6 +244,38 @@ def test_compare_rest_partition_ending_within_a_grain():
     assert compare(plan, tbl) == ("same", [])
 
 
+def test_compare_grown_disk_keeps_the_layout():
+    """grown-512: our layout written on 4GiB, the disk then grown to 5GiB. The table keeps its old last usable LBA
+    (sfdisk warns that the backup header is not at the end) and is still the requested layout, not another one."""
+    assert "backup GPT table is not on the end" in fixture("grown-512.sfdisk.stderr")
+    tbl = table("grown-512")
+    assert tbl.last_lba == table("ours-512").last_lba
+    plan = layout_plan(LAYOUT, 5 * GIB)
+    assert tbl.last_lba < plan.last_lba
+    status, notes = compare(plan, tbl)
+    assert status == "grown"
+    assert len(notes) == 1
+    assert "the disk grew" in notes[0] and "last usable LBA is 8388574 (4.00GiB)" in notes[0]
+    assert "partition 3 ('nix', 100%) keeps its" in notes[0] and "nothing is resized" in notes[0]
+    assert compare(layout_plan(LAYOUT, 4 * GIB), table("ours-512")) == ("same", [])
+
+
+def test_compare_grown_disk_with_another_layout_is_different():
+    """Growth only excuses the end of the 100% partition: any other difference still refuses."""
+    items = [dict(LAYOUT[0]), dict(LAYOUT[1], size="2GiB"), dict(LAYOUT[2])]
+    status, reasons = compare(layout_plan(items, 5 * GIB), table("grown-512"))
+    assert status == "different" and any("has 2097152 sectors (1GiB), planned 4194304" in r for r in reasons)
+
+
+def test_compare_rest_partition_ending_short_of_its_own_table_is_different():
+    """A 100% partition that stops well before the table's own last usable LBA was made smaller on purpose."""
+    import json
+    data = json.loads(fixture("grown-512.sfdisk.json"))
+    data["partitiontable"]["partitions"][-1]["size"] -= 4096
+    status, reasons = compare(layout_plan(LAYOUT, 5 * GIB), parse_sfdisk_json(json.dumps(data)))
+    assert status == "different" and "partition 3 ('nix', 100%) ends at LBA" in reasons[0]
+
+
 def test_compare_detects_small_changes():
     tbl = table("ours-512")
     base = [dict(x) for x in LAYOUT]
