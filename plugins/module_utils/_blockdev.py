@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from stat import S_ISBLK, S_ISREG
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._alignment import Topology
 
@@ -258,6 +259,20 @@ def cmdline_root_path(cmdline, dev="/dev"):
         return os.path.join(dev, "disk", _ROOT_LINK_DIRS[kind], _udev_escape(value))
     if spec.startswith("/dev/") and spec != "/dev/nfs":
         return os.path.join(dev, spec[len("/dev/"):])
+    return None
+
+
+def device_identity(path, files=True, stat=os.stat, realpath=os.path.realpath):
+    """What ``path`` is, comparable across its names: (major, minor) for a block device, the real path of a
+    regular file when ``files`` (a loop device's backing file, a swap file), else None; None when it is missing."""
+    try:
+        st = stat(path)
+    except OSError:
+        return None
+    if S_ISBLK(st.st_mode):
+        return (os.major(st.st_rdev), os.minor(st.st_rdev))
+    if files and S_ISREG(st.st_mode):
+        return realpath(path)
     return None
 
 

@@ -181,23 +181,12 @@ commands:
 """
 
 import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
 from ansible_collections.impermanent.nixos.plugins.module_utils import _luks as luks
-
-
-def _identity(path):
-    """(major, minor) of a block device, the real path of anything else; None when missing."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if stat.S_ISBLK(st.st_mode):
-        return (os.major(st.st_rdev), os.minor(st.st_rdev))
-    return os.path.realpath(path)
 
 
 class LuksReader:
@@ -242,9 +231,9 @@ class LuksReader:
             return luks.LuksFacts(status, device_exists=False, pending=True)
         matches = False
         if status["active"] and device is not None:
-            want = _identity(device)
-            matches = want is not None and want in (_identity(status["device"] or ""),
-                                                    _identity(status["loop"] or ""))
+            want = device_identity(device)
+            matches = want is not None and want in (device_identity(status["device"] or ""),
+                                                    device_identity(status["loop"] or ""))
         if device is None:
             return luks.LuksFacts(status, status_matches=matches, device_exists=False)
         exists = os.path.exists(device)

@@ -185,6 +185,7 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
 from ansible_collections.impermanent.nixos.plugins.module_utils._layout import (
     PENDING, Facts, LayoutError, LayoutPlanner, Spec)
@@ -222,27 +223,14 @@ class SystemReader:
     def identity(self, spec_value, allow_file=False):
         """(major, minor) of a block device, or the real path of a regular file when allow_file."""
         path = self.resolve(spec_value)
-        if path is None:
-            return None
-        st = os.stat(path)
-        if stat.S_ISBLK(st.st_mode):
-            return (os.major(st.st_rdev), os.minor(st.st_rdev))
-        if allow_file and stat.S_ISREG(st.st_mode):
-            return os.path.realpath(path)
-        return None
+        return None if path is None else device_identity(path, files=allow_file)
 
     def swaps(self):
         active = set()
         for entry in parse_swaps(_read(SWAPS)):
-            name = entry["filename"]
-            try:
-                st = os.stat(name)
-            except OSError:
-                continue
-            if stat.S_ISBLK(st.st_mode):
-                active.add((os.major(st.st_rdev), os.minor(st.st_rdev)))
-            else:
-                active.add(os.path.realpath(name))
+            ident = device_identity(entry["filename"])
+            if ident is not None:
+                active.add(ident)
         return active
 
     @staticmethod

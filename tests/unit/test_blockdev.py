@@ -2,11 +2,12 @@
 """Partition naming, sysfs topology, and the lsblk / blkid / /proc/swaps parsers on captured output."""
 import json
 import os
+import stat
 
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
-    BlockDeviceError, cmdline_root_path, disks_under, identity_mismatches, in_use, is_link_path, is_read_only,
+    BlockDeviceError, cmdline_root_path, device_identity, disks_under, identity_mismatches, in_use, is_link_path, is_read_only,
     kernel_partitions, parse_blkid_export, parse_lsblk_identity, parse_lsblk_json, parse_proc_swaps, partition_name,
     partition_path, read_topology, system_disks, whole_disk_of,
 )
@@ -282,3 +283,28 @@ def test_system_disks_of_a_stick_copied_to_ram(stacked_sysfs, tmp_path):
 def test_system_disks_of_the_guest_capture(stacked_sysfs):
     found = system_disks(parse_mountinfo(fixture("guest.mountinfo.txt")), "", stacked_sysfs, stat=fake_stat)
     assert found == {"vda": "/ is mounted from it (/dev/vda)"}
+
+
+class _BlockStat:
+    """What os.stat says of a block device node (no real one is needed)."""
+    st_mode = stat.S_IFBLK | 0o660
+    st_rdev = os.makedev(253, 3)
+
+
+def test_device_identity_of_a_block_device_is_its_number():
+    assert device_identity("/dev/mapper/crypted", stat=lambda path: _BlockStat) == (253, 3)
+    assert device_identity("/dev/dm-3", files=False, stat=lambda path: _BlockStat) == (253, 3)
+
+
+def test_device_identity_of_a_regular_file_is_its_real_path_only_when_files(tmp_path):
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"")
+    (tmp_path / "link").symlink_to(image)
+    assert device_identity(str(tmp_path / "link")) == str(image)
+    assert device_identity(str(tmp_path / "link"), files=False) is None
+
+
+def test_device_identity_of_anything_else_or_nothing_is_none(tmp_path):
+    assert device_identity(str(tmp_path)) is None            # a directory
+    assert device_identity("/dev/null") is None              # a character device
+    assert device_identity(str(tmp_path / "absent")) is None
