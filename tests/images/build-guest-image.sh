@@ -15,7 +15,10 @@
 # A build happens in a temporary directory that is renamed into place only when complete: a killed or
 # failed build is never taken for a cached image. Concurrent callers serialise on a lock.
 #
-# Environment: IMPERMANENT_IMAGE_CACHE (cache root), IMPERMANENT_GUEST_SUITE (default: this host's
+# After a build, older images beyond the newest IMPERMANENT_IMAGE_KEEP (default 2) are removed
+# (prune-guest-images.sh).
+#
+# Environment: IMPERMANENT_IMAGE_CACHE (cache root), IMPERMANENT_IMAGE_KEEP, IMPERMANENT_GUEST_SUITE (default: this host's
 # VERSION_CODENAME), IMPERMANENT_GUEST_APT_SOURCES (a .sources or .list file; default: the Debian entries
 # of this host's apt configuration).
 set -euo pipefail
@@ -140,4 +143,5 @@ chmod 0755 "$tmp"
 mv -T "$tmp" "$final"
 trap - EXIT
 log "built $final in $((SECONDS - start)) s"
+bash "$HERE/prune-guest-images.sh" "$CACHE_ROOT" "${IMPERMANENT_IMAGE_KEEP:-2}"
 echo "$final"

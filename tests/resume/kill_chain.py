@@ -198,6 +198,12 @@ def main():
         report.update(runs=runner.runs, seconds=round(time.time() - t0, 1), problem=problem, ok=problem is None)
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2)
+        # One line for the CI log: the counts the closing notes quote.
+        print("kill_chain: %d task-boundary kills (after tasks %s), %d kills in the middle of a command (%s), "
+              "%d runs, %.0f s, %s" % (
+                  len(report["boundary_kills"]), ", ".join(str(k["index"]) for k in report["boundary_kills"]),
+                  len(report["mid"]), ", ".join(m["what"] for m in report["mid"]), report["runs"],
+                  report["seconds"], "converged" if problem is None else "FAILED: " + problem))
         if problem:
             raise SystemExit("kill_chain: %s (report: %s, logs: %s)" % (problem, args.report, args.workdir))
 
