@@ -15,7 +15,8 @@ def test_scenario_inputs(host):
 def test_nvme_partition_names(host):
     """Step 3: NVMe partitions carry the `p` separator: exactly nvme0n1p1 (boot) and nvme0n1p2 (nix)."""
     out = host.check_output("lsblk -n -r -o NAME,PARTLABEL /dev/nvme0n1")
-    rows = [line.split() for line in out.splitlines()]
+    # sorted: lsblk lists partitions in sysfs directory order, which is not always by number
+    rows = sorted(line.split() for line in out.splitlines())
     assert rows == [["nvme0n1"], ["nvme0n1p1", "boot"], ["nvme0n1p2", "nix"]]
 
 
