@@ -296,6 +296,9 @@ def compare(plan, table):
     have = dict((p.number, p) for p in table.partitions)
     want = dict((p.number, p) for p in plan.partitions)
     grown = None
+
+    def ends_within_a_grain_of(end, last):
+        return last - plan.grain.sectors < end <= last
     for number in sorted(set(have) - set(want)):
         reasons.append("partition %d (%r) is not in the requested layout" % (number, have[number].name))
     for number, p in sorted(want.items()):
@@ -312,10 +315,10 @@ def compare(plan, table):
             reasons.append("partition %d (%r) starts at LBA %d, planned %d" % (number, p.name, e.start, p.start))
         elif p.requested == REST and number == len(plan.partitions):
             end, planned_end = e.start + e.size - 1, p.start + p.size - 1
-            if planned_end - plan.grain.sectors < end <= planned_end:
+            if ends_within_a_grain_of(end, planned_end):
                 pass
             elif (table.last_lba is not None and table.last_lba < plan.last_lba
-                  and table.last_lba - plan.grain.sectors < end <= table.last_lba):
+                  and ends_within_a_grain_of(end, table.last_lba)):
                 ss = plan.sector_size
                 grown = ("the disk grew after this table was written: the table's last usable LBA is %d (%s), "
                          "the disk's is now %d (%s); partition %d (%r, 100%%) keeps its %s and nothing is resized "

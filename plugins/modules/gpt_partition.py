@@ -22,12 +22,12 @@ description:
   - Idempotent. When the disk already holds exactly the planned table (names, types, starts and sizes; a V(100%)
     last partition matches when it ends within one grain of the end of the usable space) nothing is written and
     C(changed=false). A disk without a partition table, or with an empty one, is partitioned.
+    Any other content (another table, an MBR, a file system or LUKS header on the whole disk) is an error
+    unless O(force=true).
   - A disk that grew after the table was written (a resized VM disk) still holds the requested layout when the
     V(100%) partition ends within one grain of the table's own last usable sector; nothing is written or resized,
     and a warning and the C(notes) say how much the disk grew. Growing the partition and its file system is left
     to the user.
-    Any other content (another table, an MBR, a file system or LUKS header on the whole disk) is an error
-    unless O(force=true).
   - Never touches a disk that is in use, even with O(force=true). In use means a mounted partition, active swap
     (C(lsblk), C(/proc/swaps)), or a device built on a partition (dm-crypt, LVM, MD).
   - Never touches the disk the running system lives on, even with O(force=true) and even when its table matches;
@@ -263,7 +263,9 @@ script:
   type: str
   sample: "label: gpt\nfirst-lba: 34\nlast-lba: 25165790\n\nstart=2048, size=1048576, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=\"esp\"\n"
 notes:
-  description: Why a size was rounded up or a topology value ignored.
+  description: >-
+    Why a size was rounded up, a topology value ignored, or how much the disk grew since its table was
+    written.
   returned: always
   type: list
   elements: str

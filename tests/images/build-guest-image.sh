@@ -18,9 +18,9 @@
 # After a build, older images beyond the newest IMPERMANENT_IMAGE_KEEP (default 2) are removed
 # (prune-guest-images.sh).
 #
-# Environment: IMPERMANENT_IMAGE_CACHE (cache root), IMPERMANENT_IMAGE_KEEP, IMPERMANENT_GUEST_SUITE (default: this host's
-# VERSION_CODENAME), IMPERMANENT_GUEST_APT_SOURCES (a .sources or .list file; default: the Debian entries
-# of this host's apt configuration).
+# Environment: IMPERMANENT_IMAGE_CACHE (cache root), IMPERMANENT_IMAGE_KEEP, IMPERMANENT_GUEST_SUITE
+# (default: this host's VERSION_CODENAME), IMPERMANENT_GUEST_APT_SOURCES (a .sources or .list file; default:
+# the Debian entries of this host's apt configuration).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

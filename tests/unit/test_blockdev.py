@@ -7,9 +7,9 @@ import stat
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
-    BlockDeviceError, cmdline_root_path, device_identity, disks_under, identity_mismatches, in_use, is_link_path, is_read_only,
-    kernel_partitions, parse_blkid_export, parse_lsblk_identity, parse_lsblk_json, parse_proc_swaps, partition_name,
-    partition_path, read_topology, system_disks, whole_disk_of,
+    BlockDeviceError, cmdline_root_path, device_identity, disks_under, identity_mismatches, in_use, is_link_path,
+    is_read_only, kernel_partitions, parse_blkid_export, parse_lsblk_identity, parse_lsblk_json, parse_proc_swaps,
+    partition_name, partition_path, read_topology, system_disks, whole_disk_of,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_mountinfo
 
