@@ -7,8 +7,11 @@
 #
 # Starts libvirtd when needed (scripts/setup-host.sh), builds or reuses the guest image once, then runs
 # `molecule test -s NAME` per scenario, stops at the first failure (exit status non-zero) and prints each
-# scenario's wall time. Uses the venv's tools ($VENV, default .venv) and ANSIBLE_COLLECTIONS_PATH from the
-# environment (`make molecule` points it at the built collection); without it, a link farm to the source tree.
+# scenario's wall time, and after it a failed scenario's error lines (the end of a CI log is what gets read).
+# Each scenario's whole output, the guests' console logs and what the tests keep (the kill chain's runs) go to
+# $IMPERMANENT_TEST_LOGS (default .build/test-logs), which outlives Molecule's destroy. Uses the venv's tools
+# ($VENV, default .venv) and ANSIBLE_COLLECTIONS_PATH from the environment (`make molecule` points it at the built
+# collection); without it, a link farm to the source tree.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,6 +55,9 @@ for s in "${scenarios[@]}"; do
   [ -f "molecule/$s/molecule.yml" ] || { echo "run-molecule: no molecule/$s/molecule.yml" >&2; exit 2; }
 done
 
+export IMPERMANENT_TEST_LOGS=${IMPERMANENT_TEST_LOGS:-$REPO/.build/test-logs}
+mkdir -p "$IMPERMANENT_TEST_LOGS"
+
 bash scripts/setup-host.sh
 t0=$SECONDS
 image=$(bash tests/images/build-guest-image.sh)
@@ -59,14 +65,18 @@ echo "run-molecule: guest image $image ($((SECONDS - t0)) s)"
 
 declare -a summary=()
 rc=0
+failed=
 for s in "${scenarios[@]}"; do
   echo "run-molecule: === scenario $s ==="
   t0=$SECONDS
-  if molecule test -s "$s"; then
+  log=$IMPERMANENT_TEST_LOGS/molecule-$s.log
+  touch "$IMPERMANENT_TEST_LOGS/.started-$s"
+  if molecule test -s "$s" 2>&1 | tee "$log"; then
     summary+=("$(printf '%-20s passed  %5d s' "$s" $((SECONDS - t0)))")
   else
-    rc=$?
+    rc=$?  # molecule's (pipefail; tee does not fail)
     summary+=("$(printf '%-20s FAILED  %5d s (rc %d)' "$s" $((SECONDS - t0)) "$rc")")
+    failed=$s
     break
   fi
 done
@@ -75,5 +85,9 @@ echo "run-molecule: summary"
 printf '  %s\n' "${summary[@]}"
 if [ "${#summary[@]}" -lt "${#scenarios[@]}" ]; then
   echo "  not run: ${scenarios[*]:${#summary[@]}}"
+fi
+if [ -n "$failed" ]; then
+  bash tests/molecule-why-failed.sh "$failed" "$IMPERMANENT_TEST_LOGS/molecule-$failed.log" "$IMPERMANENT_TEST_LOGS" \
+    "$IMPERMANENT_TEST_LOGS/.started-$failed"
 fi
 exit "$rc"

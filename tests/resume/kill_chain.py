@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PLAYBOOK = "impermanent.nixos.provision"
 SLOW_KDF = dict(disk_luks_pbkdf="argon2id", disk_luks_pbkdf_force_iterations=0, disk_luks_iter_time=5000,
                 disk_luks_pbkdf_memory=65536)
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 UUID_RE = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|"
                      r"\b[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}\b")
 
@@ -75,6 +76,18 @@ echo "## hwconfig"; cat /mnt/etc/nixos/hardware-configuration.nix
 echo "## git"; git -C /mnt/etc/nixos ls-files --stage 2>&1 | awk '{print $4}'
 echo "## installer calls"; grep -c '"tool": "nixos-install"' /var/log/impermanent-doubles.log
 echo "## generate calls"; grep -c '"tool": "nixos-generate-config"' /var/log/impermanent-doubles.log
+"""
+
+# What the guest looks like when the chain fails: printed with the problem, so a failure in CI explains itself.
+GUEST_STATE = r"""
+disk=$1
+set +e
+echo "## lsblk"; lsblk -o NAME,TYPE,FSTYPE,SIZE,MOUNTPOINTS "$(readlink -f "$disk")"
+echo "## dmsetup"; dmsetup ls 2>&1
+echo "## mounts"; findmnt -R -n -o TARGET,SOURCE,FSTYPE /mnt
+echo "## swap"; swapon --show --noheadings
+echo "## processes"; pgrep -a -f '[c]ryptsetup|[m]ke2fs|[m]kfs|[m]ount|[p]ython'
+echo "## dmesg"; dmesg | tail -n 15
 """
 
 RESET = r"""
@@ -128,6 +141,7 @@ class Runner(object):
         self.guest = guest
         self.runs = 0
         self.kill_log = os.path.join(args.workdir, "kill-switch.jsonl")
+        self.last_log = None
 
     def start(self, extra_vars=None, after=None, log_name=None):
         self.runs += 1
@@ -144,7 +158,8 @@ class Runner(object):
         argv = ["ansible-playbook", "-i", self.args.inventory, "--limit", self.args.host, PLAYBOOK]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
-        out = open(os.path.join(self.args.workdir, "%02d-%s.log" % (self.runs, log_name or "run")), "w")
+        self.last_log = os.path.join(self.args.workdir, "%02d-%s.log" % (self.runs, log_name or "run"))
+        out = open(self.last_log, "w")
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def run(self, **kw):
@@ -169,6 +184,25 @@ class Runner(object):
         return record
 
 
+def explain_failure(guest, args, last_log, problem, lines=25):
+    """Print, and keep as failure.txt in the workdir, the problem, the last run's error lines and output, and the
+    guest's state: CI shows little of a failed run's output, and Molecule's destroy removes the guest. The first
+    lines say the most (tests/run-molecule.sh shows them after its summary)."""
+    parts = ["kill_chain: " + problem]
+    if last_log:
+        with open(last_log, errors="replace") as f:
+            output = [ANSI_RE.sub("", line) for line in f.read().splitlines()]
+        parts += [line[:400] for line in output if line.startswith(("fatal:", "failed:", "[ERROR]"))][-4:]
+        parts.append("## the last %d lines of %s" % (min(lines, len(output)), last_log))
+        parts += output[-lines:]
+    parts.append("## the guest now")
+    parts.append(guest.sh(GUEST_STATE, args.disk, check=False))
+    text = "\n".join(parts)
+    with open(os.path.join(args.workdir, "failure.txt"), "w") as f:
+        f.write(text)
+    print(text)
+
+
 def fingerprint(guest, disk):
     return UUID_RE.sub("<uuid>", guest.sh(FINGERPRINT, disk))
 
@@ -188,6 +222,10 @@ def main():
     ap.add_argument("--report", required=True)
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
+    # The workdir may outlive a chain (IMPERMANENT_TEST_LOGS): only this chain's files may be in it.
+    for name in os.listdir(args.workdir):
+        if name.endswith((".log", ".jsonl", ".json", ".txt")):
+            os.remove(os.path.join(args.workdir, name))
     guest = Guest(args.instance_config, args.host)
     runner = Runner(args, guest)
     nix = args.disk + "-part3"
@@ -205,6 +243,7 @@ def main():
                   len(report["mid"]), ", ".join(m["what"] for m in report["mid"]), report["runs"],
                   report["seconds"], "converged" if problem is None else "FAILED: " + problem))
         if problem:
+            explain_failure(guest, args, runner.last_log, problem)
             raise SystemExit("kill_chain: %s (report: %s, logs: %s)" % (problem, args.report, args.workdir))
 
     def mid_kill(what, pattern, condition, probe, extra_vars=None):

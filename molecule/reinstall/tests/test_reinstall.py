@@ -123,6 +123,19 @@ def test_partition_table_unchanged(host):
     assert host.check_output("sfdisk --dump %s", dev) == before(host, "sfdisk.dump").rstrip("\n")
 
 
+def test_grown_disk_kept_its_table(host):
+    """The disk grew by 1 GiB before the reinstall (side_effect.yml, virsh blockresize on the running guest):
+    gpt_partition counted the table as the layout, said how much the disk grew, and wrote nothing (the dump above,
+    last-lba included, is unchanged)."""
+    was, now = int(before(host, "disk-bytes.txt")), int(before(host, "disk-bytes-grown.txt"))
+    assert now - was == host.ansible.get_variables()["harness_disk_grown_bytes"] == 1 << 30, (was, now)
+    assert int(host.check_output("blockdev --getsize64 %s", partitions(host)[0])) == now
+    words = " ".join(_vvv_log().split())  # Ansible wraps warnings at the terminal width
+    grew = (r"\[WARNING\]: \S+: the disk grew after this table was written: the table's last usable LBA is \d+ "
+            r"\([^)]+\), the disk's is now \d+ \([^)]+\); partition 3 \('nix', 100%\) keeps its")
+    assert re.search(grew, words), "no warning about the grown disk in the -vvv output"
+
+
 def _installs(host):
     log = host.file(DOUBLES_LOG).content_string
     return [c for c in map(json.loads, filter(None, log.splitlines())) if c["tool"] == "nixos-install"]

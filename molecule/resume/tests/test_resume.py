@@ -10,7 +10,9 @@ import re
 
 import pytest
 
-REPORT = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ""), "kill-chain", "report.json")
+# Where side_effect.yml told the chain to write (tests/run-molecule.sh sets IMPERMANENT_TEST_LOGS).
+REPORT = os.path.join(os.environ.get("IMPERMANENT_TEST_LOGS") or os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ""),
+                      "resume-kill-chain", "report.json")
 # Tasks of provision.yml that change a blank disk's guest; a kill follows each of them (mode "changed").
 MUST_KILL_AFTER = [
     "impermanent.nixos.disk : Partition the disk (ESP, swap, nix) on its optimal alignment",
