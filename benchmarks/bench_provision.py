@@ -7,7 +7,7 @@ image of tests/images/build-guest-image.sh, the test doubles of nixos-generate-c
 with a blank 6 GiB virtio data disk and 1536 MiB of memory, like molecule/default. Then, REPEAT times in rotating
 order, each from a blank disk (the reset between runs is not timed):
 
-  * seed:       benchmarks/seed-install.sh (design.md steps 3-10 as one shell script) over ONE ssh call;
+  * seed:       benchmarks/seed-install.sh (docs/design.md steps 3-10 as one shell script) over ONE ssh call;
   * provision:  ansible-playbook impermanent.nixos.provision (the built artifact in .build/collections, by FQCN)
                 with the molecule/default host vars (LUKS with test-only pbkdf2 1000 iterations, 1GiB swap) and
                 pipelining on, ControlPersist on (Ansible's default ssh_args);
@@ -397,7 +397,8 @@ class Bench(object):
         p("")
         if not complete:
             p("!! INCOMPLETE: the run stopped early; what follows is what was measured before that")
-        p("== bench_provision: impermanent.nixos.provision vs the seed's commands (design.md 3-10), same guest+disk")
+        p("== bench_provision: impermanent.nixos.provision vs the seed's commands (docs/design.md 3-10), "
+          "same guest+disk")
         p("host: %s" % machine)
         p("guest: %s, 2 vCPUs, 1536 MiB, 6 GiB virtio disk %s; LUKS2 pbkdf2 1000 "
           "iterations (test only), swap %s" % (GUEST, DISK, SWAP_SIZE))

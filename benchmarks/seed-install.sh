@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
-# The impermanent NixOS install typed by hand (docs: /work/shared/design.md steps 3-10), as ONE shell script, for
+# The impermanent NixOS install typed by hand (docs/design.md steps 3-10), as ONE shell script, for
 # benchmarks/bench_provision.py to time next to the provision playbook on the same guest and disk. It is what a
 # person does at the live ISO's root shell, in the same order and with the same settings as the molecule/default
 # host vars: GPT (ESP 512MiB, swap SWAP_SIZE, nix the rest), LUKS2 on the nix partition, FAT32/swap/ext4, tmpfs

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Verify a full `impermanent.nixos.provision` run inside the guest, step by step (design.md numbering).
+"""Verify a full `impermanent.nixos.provision` run inside the guest, step by step (docs/design.md numbering).
 
 Shared by every scenario: molecule/nvme and molecule/topology pull this file in through the testinfra
 `additional_files_or_dirs` option. What the scenario asked for (disk, swap, LUKS, host name) is read from the
