@@ -18,15 +18,21 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export IMPERMANENT_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup host venv build lint sanity unit integration molecule test test-fast demo bench clean
+.PHONY: help setup doctor host venv build lint sanity unit integration molecule test test-fast demo bench clean
 
 help:
 	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
 	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, molecule)"
 	@echo "make test-fast  unit + integration only"
+	@echo "make doctor     check every precondition the tests rely on (make setup runs it)"
 	@echo "make bench      benchmarks (ratios against the seed's commands)"
 
+# setup makes this machine ready for every layer; doctor then names any precondition still missing.
 setup: host venv
+	bash scripts/doctor.sh
+
+doctor:
+	bash scripts/doctor.sh
 
 host:
 	bash scripts/setup-host.sh

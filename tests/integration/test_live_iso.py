@@ -232,13 +232,29 @@ def test_default_directory_is_under_home(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(HAVE_NIXPKGS, reason="<nixpkgs> resolves here, so the build does not stop for a missing nixpkgs")
 @needs_nix
-def test_build_stops_when_nixpkgs_is_missing(tmp_path):
-    result = build_iso(tmp_path, live_iso_authorized_keys=[KEY], live_iso_build=True)
+@needs_nix
+@pytest.mark.parametrize("nix_warns", [False, True], ids=["plain", "warning-first"])
+def test_build_stops_when_nixpkgs_is_missing(tmp_path, nix_warns):
+    environment = {}
+    if nix_warns:
+        # A nix.conf with a setting Nix does not know: every Nix command then prints a warning before its error,
+        # as it does on a machine without the nixbld group.
+        conf_dir = tmp_path / "nix-conf"
+        conf_dir.mkdir()
+        (conf_dir / "nix.conf").write_text("impermanent-nixos-test-unknown-setting = 1\n")
+        environment = {"NIX_CONF_DIR": str(conf_dir)}
+        probe = subprocess.run([NIX, "--eval", "-E", "<nixpkgs>"], capture_output=True, text=True, check=False,
+                               env=dict(os.environ, **environment))
+        assert probe.stderr.startswith("warning:"), probe.stderr  # the case this test is about
+    result = build_iso(tmp_path, live_iso_authorized_keys=[KEY], live_iso_build=True,
+                       live_iso_environment=environment)
     assert result.rc != 0
     failed = task(result, "Stop when nixpkgs is missing")
     assert failed["failed"] is True
     assert "nixpkgs is missing" in failed["msg"]
-    assert "not found in the Nix search path" in failed["msg"]  # nix-instantiate's own words are passed on
+    # nix-instantiate's own words are passed on: its error line, not a warning printed before it
+    assert "error: file 'nixpkgs' was not found in the Nix search path" in failed["msg"]
+    assert "warning:" not in failed["msg"]
     assert "live_iso_build=false" in failed["msg"]
     assert (tmp_path / "iso" / "iso.nix").is_file()  # rendered before stopping
     assert not (tmp_path / "iso" / "result").exists()
@@ -281,11 +297,12 @@ def nixpkgs_double(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("nix-build") is None or os.geteuid() != 0,
-                    reason="needs nix-build and root (a build into /nix/store without sandbox, as Debian's nix-bin has)")
+                    reason="needs nix-build and root (a build into /nix/store as the nixbld users)")
 def test_build_path_with_a_nixpkgs_double(tmp_path, nixpkgs_double):
     common = dict(live_iso_build=True, live_iso_nixpkgs=nixpkgs_double,
-                  # no binary cache is reachable here: do not wait for one
-                  live_iso_nix_build_args=["--option", "substituters", ""])
+                  # no binary cache is reachable here: do not wait for one. The double's builder is the host's
+                  # /bin/sh, which Nix's build sandbox does not hold (real nixpkgs builds with store paths only).
+                  live_iso_nix_build_args=["--option", "substituters", "", "--option", "sandbox", "false"])
     iso_dir = tmp_path / "iso"
     result = build_iso(tmp_path, live_iso_authorized_keys=[KEY], **common)  # async, as in production
     assert result.rc == 0, result.stdout[-3000:] + result.stderr[-3000:]
