@@ -9,6 +9,7 @@ import sys
 import tempfile
 
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,3 +40,6 @@ settings.register_profile("repro", derandomize=True, max_examples=100, deadline=
 settings.register_profile("thorough", derandomize=False, max_examples=1000, deadline=None, database=None,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repro"))
+# Hypothesis still caches the constants it finds in the code under test: outside the work tree.
+set_hypothesis_home_dir(os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
+                        or os.path.join(tempfile.gettempdir(), "impermanent-nixos-hypothesis-%d" % os.getuid()))

@@ -10,7 +10,7 @@ a path is compared as ``os.fsdecode`` of its bytes.
 import os
 import posixpath
 
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_proc_swaps
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import (
@@ -18,6 +18,8 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo impor
 )
 
 ESCAPED = b" \t\n\\"
+# a generated table costs a few milliseconds: half the profile's examples for those
+TABLES = settings(max_examples=max(10, settings.default.max_examples // 2))
 # bytes that matter to a line-based parser, plus ordinary ones
 PIECES = [b" ", b"\t", b"\n", b"\\", b"\\040", b"\r", b"\r\n", b"\x0b", b"\x0c", b"\x1c", b"\x85", b"\xff",
           "\u2028".encode(), "\u0085".encode(), b"-", b"#", b"${", b"(deleted)", b"a", b"data", b".", b"\xc3"]
@@ -56,7 +58,8 @@ def mount_lines(draw):
         source=draw(st.one_of(PATHS, st.just(b"none"), NAME)), super_opts=draw(SUPER_OPTS))
 
 
-@given(lines=st.lists(mount_lines(), min_size=1, max_size=6))
+@TABLES
+@given(lines=st.lists(mount_lines(), min_size=1, max_size=4))
 @example(lines=[dict(mount_id=30, parent_id=1, devno=(0, 41), root=b"/", target=b"/mnt/a\rb", opts=[b"rw"],
                      optional=[], fstype=b"tmpfs", source=b"tmpfs", super_opts=[b"rw"])])
 @example(lines=[dict(mount_id=30, parent_id=1, devno=(0, 41), root=b"/sub dir", target="/mnt/\u2028".encode(),
@@ -99,6 +102,7 @@ SWAP = st.tuples(PATHS.filter(lambda p: p != b"/"), st.sampled_from(["partition"
                  st.integers(0, 2 ** 40), st.integers(-10, 32767), st.booleans())
 
 
+@TABLES
 @given(swaps=st.lists(SWAP, max_size=5))
 @example(swaps=[(b"/old swap", "file", 1024, 0, -3, True)])
 @example(swaps=[(b"/swap\rfile", "file", 1024, 0, -2, False)])
@@ -144,6 +148,7 @@ def mount_histories(draw):
     return lines, visible, ["/" + "/".join(p) for p in probes]
 
 
+@TABLES
 @given(history=mount_histories())
 def test_the_tree_shows_what_path_lookup_sees(history):
     """For any sequence of mounts, stacked or hidden, with any names: visible(target) is the top mount at a target

@@ -103,7 +103,7 @@ def oracle(src, dst, excludes):
     return names | failures
 
 
-@settings(max_examples=max(10, settings.default.max_examples // 3))  # ~0.2 s each: rsync twice, a tree
+@settings(max_examples=max(10, settings.default.max_examples // 4))  # ~0.1 s each: rsync twice, a tree
 @given(pair=tree_pairs())
 @example(pair=({(b"d",): (("file", b"x", 0), ("dir",)), (b"d", b"in"): (None, ("file", b"x", 0))},
                random.Random(0), []))
