@@ -58,6 +58,8 @@ def test_string_literals_evaluate_to_their_text(values):
 # -- generated hardware-configuration.nix ---------------------------------------------------------------------
 ROOT_OPTS = ["defaults", "size=50%", "size=2G", "mode=755", "mode=0700", "noatime", "size=25%", "nr_inodes=1m"]
 BOOT_OPTS = ["fmask=0077", "dmask=0077", "umask=0022", "umask=0077", "noatime"]
+SWAP_EXTRAS = ["", "", 'randomEncryption = { cipher = "aes-xts-plain64"; }', "randomEncryption.enable = false",
+               "priority = 5"]
 SWAP_DEVICES = sorted(PARTUUIDS) + ["/dev/disk/by-partuuid/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"]
 
 
@@ -138,15 +140,8 @@ def hwconfigs(draw):
     swaps = draw(st.lists(st.sampled_from(SWAP_DEVICES), max_size=3))
     entries = []
     for device in swaps:
-        fields = ["device = %s" % nix.quote_string(device)]
-        extra = draw(st.sampled_from(["", "", "cipher", "disabled", "priority"]))
-        if extra == "cipher":
-            fields.append('randomEncryption = { cipher = "aes-xts-plain64"; }')
-        elif extra == "disabled":
-            fields.append("randomEncryption.enable = false")
-        elif extra == "priority":
-            fields.append("priority = 5")
-        entries.append(w.attrset(fields, 2))
+        extra = draw(st.sampled_from(SWAP_EXTRAS))
+        entries.append(w.attrset(["device = %s" % nix.quote_string(device)] + ([extra] if extra else []), 2))
     body.append(("swapDevices", "[ %s ]" % " ".join(entries)))
     body = draw(st.permutations(body))
     header = "# Do not modify this file!%s{ config, lib, pkgs, modulesPath, ... }:%s%s" % (

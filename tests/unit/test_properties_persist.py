@@ -51,7 +51,7 @@ def tree_pairs(draw):
         root = draw(STATE)
         persist = draw(st.one_of(st.just(SAME), STATE))
         sides[path] = (root, root if persist == SAME else persist)
-    return sides, draw(st.randoms(use_true_random=False)), draw(EXCLUDES)
+    return sides, draw(st.randoms(use_true_random=False)), draw(EXCLUDES), draw(st.sampled_from([1, 1, 3]))
 
 
 def build(top, sides, which, rnd):
@@ -103,23 +103,35 @@ def oracle(src, dst, excludes):
     return names | failures
 
 
+def audit(root, persist, excludes, workers):
+    """persist_audit's answer; with workers > 1 the walk forks even on these small trees."""
+    saved = _persist.PARALLEL_AFTER, _persist.FRONTIER_PER_WORKER
+    _persist.PARALLEL_AFTER, _persist.FRONTIER_PER_WORKER = 0, 1
+    try:
+        return _persist.audit(root, persist, excludes, "both", workers=workers)
+    finally:
+        _persist.PARALLEL_AFTER, _persist.FRONTIER_PER_WORKER = saved
+
+
 @settings(max_examples=max(10, settings.default.max_examples // 4))  # ~0.1 s each: rsync twice, a tree
 @given(pair=tree_pairs())
 @example(pair=({(b"d",): (("file", b"x", 0), ("dir",)), (b"d", b"in"): (None, ("file", b"x", 0))},
-               random.Random(0), []))
+               random.Random(0), [], 1))
 def test_audit_reports_what_rsync_would_transfer(pair):
-    """audit() == rsync's dry run, in both directions, on any generated pair of trees (see the module docstring)."""
-    sides, rnd, excludes = pair
+    """audit() == rsync's dry run, in both directions, on any generated pair of trees (see the module docstring),
+    walking in this process or in three forked workers."""
+    sides, rnd, excludes, workers = pair
     with tempfile.TemporaryDirectory(prefix="persist-props-") as base:
         base = os.fsencode(base)
         root, persist = os.path.join(base, b"root"), os.path.join(base, b"persist")
         build(root, sides, 0, rnd)
         build(persist, sides, 1, rnd)
-        res = _persist.audit(root, persist, excludes, "both", workers=1)
+        res = audit(root, persist, excludes, workers)
         assert not res["errors"] and not res["mount_points"] and not res["not_walked"]
         forward, backward = oracle(root, persist, excludes), oracle(persist, root, excludes)
         event("rsync lists %s paths forward" % ("no" if not forward else "1-5" if len(forward) <= 5 else "6+"))
         event("with excludes" if excludes else "without excludes")
+        event("walked by %d processes" % res["scanned"]["workers"])
         if any("type" in rec["reasons"] for rec in res["differing"] + res["orphaned_differing"]):
             event("a path of another type on the other side")
         assert paths(res["unpersisted"]) | paths(res["differing"]) == forward
