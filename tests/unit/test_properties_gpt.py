@@ -7,8 +7,10 @@ backup header), not with the helpers of the code under test.
 """
 from hypothesis import assume, event, example, given, strategies as st
 
+import pytest
+
 from ansible_collections.impermanent.nixos.plugins.module_utils._alignment import (
-    MIB, Topology, explicit_grain, optimal_grain, parted_aligned,
+    MAX_LCM_GRAIN, MIB, AlignmentError, Topology, explicit_grain, optimal_grain, parted_aligned,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
     REST, TYPE_GUIDS, LayoutError, Spec, Table, Existing, compare, plan_layout,
@@ -164,3 +166,44 @@ def test_a_grown_disk_keeps_its_table(topo, growth, specs):
         assert state == "grown" and len(notes) == 1 and "grew" in notes[0]
     else:
         assert (state, notes) == ("same", [])
+
+
+@given(topo=topologies())
+def test_the_optimal_grain_honours_every_plausible_io_size(topo):
+    """The optimal grain is at least 1 MiB and a multiple of the logical sector, of the physical block and
+    minimum_io_size when they are multiples of the sector, and of optimal_io_size when it is plausible (a multiple of
+    all three); a multiple of 1 MiB too unless that would exceed MAX_LCM_GRAIN. The offset is whole sectors, below
+    one grain. Every ignored value is named in a note."""
+    grain = optimal_grain(topo)
+    ss = topo.logical
+    physical = topo.physical if topo.physical % ss == 0 else ss
+    minimum = topo.minimum_io if topo.minimum_io and topo.minimum_io % ss == 0 else 0
+    optimal = topo.optimal_io
+    plausible = optimal and all(optimal % unit == 0 for unit in (ss, physical, minimum) if unit)
+    assert grain.size >= MIB
+    for unit in (ss, physical, minimum, optimal if plausible else 0):
+        if unit:
+            assert grain.size % unit == 0, unit
+    assert grain.size % MIB == 0 or any("over %dMiB" % (MAX_LCM_GRAIN // MIB) in n for n in grain.notes)
+    assert 0 <= grain.offset < grain.size and grain.offset % ss == 0
+    ignored = []
+    if physical != topo.physical:
+        ignored.append(topo.physical)
+    if topo.minimum_io and not minimum:
+        ignored.append(topo.minimum_io)
+    if optimal and not plausible:
+        ignored.append(optimal)
+    for value in ignored:
+        assert any(str(value) in n for n in grain.notes), value
+
+
+@given(logical=st.sampled_from([512, 4096]), alignment=st.one_of(st.integers(-1, 1 << 30),
+                                                                 st.integers(0, 24).map(lambda k: 1 << k)))
+def test_an_explicit_alignment_is_a_power_of_two_multiple_of_the_sector(logical, alignment):
+    """alignment=N is accepted exactly when N is the sector size times a power of two; the grain is then N."""
+    topo = Topology(logical, logical, logical, 0, 0, 1 << 40)
+    if alignment >= logical and alignment % logical == 0 and (alignment // logical) & (alignment // logical - 1) == 0:
+        assert explicit_grain(topo, alignment).size == alignment
+    else:
+        with pytest.raises(AlignmentError, match=str(alignment)):
+            explicit_grain(topo, alignment)
