@@ -8,6 +8,9 @@ import os
 import sys
 import tempfile
 
+from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -26,3 +29,17 @@ def _collections_root():
 COLLECTIONS_ROOT = _collections_root()
 if COLLECTIONS_ROOT not in sys.path:
     sys.path.insert(0, COLLECTIONS_ROOT)
+
+
+# Property-based tests (tests/unit/test_properties_*.py). The default profile is reproducible: the same examples on
+# every run (derandomize), a bounded number of them, nothing written to an example database in the repository.
+# HYPOTHESIS_PROFILE=thorough runs ten times as many examples from a random seed (a failure prints the blob that
+# replays it with @reproduce_failure).
+settings.register_profile("repro", derandomize=True, max_examples=100, deadline=None, database=None,
+                          print_blob=False, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", derandomize=False, max_examples=1000, deadline=None, database=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repro"))
+# Hypothesis still caches the constants it finds in the code under test: outside the work tree.
+set_hypothesis_home_dir(os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
+                        or os.path.join(tempfile.gettempdir(), "impermanent-nixos-hypothesis-%d" % os.getuid()))

@@ -14,6 +14,7 @@ import os
 from stat import S_ISBLK, S_ISREG
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._alignment import Topology
+from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_swaps
 
 #: udev names partitions of a ``by-id``/``by-path`` link ``<link>-part<N>``.
 PART_SUFFIX_LINK_DIRS = ("/dev/disk/by-id/", "/dev/disk/by-path/")
@@ -143,14 +144,8 @@ def _mountpoints(node):
 
 
 def parse_proc_swaps(text):
-    """Device or file names of active swap areas (``/proc/swaps``; names escape spaces as ``\\040``)."""
-    names = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if fields:
-            names.append(fields[0].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
-                         .replace("\\134", "\\"))
-    return names
+    """Device or file names of active swap areas (``/proc/swaps``, read by :func:`._mountinfo.parse_swaps`)."""
+    return [entry["filename"] for entry in parse_swaps(text)]
 
 
 def in_use(lsblk_nodes, swaps=(), realpath=os.path.realpath):

@@ -30,9 +30,11 @@ TYPE_GUIDS = {
 TYPE_NAMES = dict((guid, name) for name, guid in TYPE_GUIDS.items())
 GUID_RE = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 
-IEC_UNITS = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40, "PIB": 1 << 50}
+# Units parted and sfdisk both read as these powers of 1024 (parted knows no PiB: it reads 1PiB as 1MB).
+IEC_UNITS = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
 SI_OR_SHORT = ("K", "M", "G", "T", "P", "KB", "MB", "GB", "TB", "PB")
-SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
+# ASCII digits only (int() and Fraction() would also read other scripts' digits)
+SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$", re.ASCII)
 #: GPT partition names are 36 UTF-16 code units.
 MAX_NAME = 36
 MAX_PARTITIONS = 128

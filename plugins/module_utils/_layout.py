@@ -19,7 +19,7 @@ class LayoutError(Exception):
     """The layout cannot be reached without destroying something; the message says what to do."""
 
 
-_SIZE = re.compile(r"^(\d+)([kmgtpe%]?)$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+)([kmgtpe%]?)$", re.IGNORECASE | re.ASCII)  # memparse reads ASCII digits only
 _SUFFIX = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
 _MODE = re.compile(r"^[0-7]{3,4}$")
 TMPFS_DEFAULT_PERCENT = 50

@@ -24,6 +24,7 @@ import re
 from collections import namedtuple
 
 _OCTAL = re.compile(rb"\\([0-7]{3})")
+_SWAPS_BLANKS = re.compile(r"[ \t]+")
 
 
 def unescape(field):
@@ -112,9 +113,16 @@ def parse_mountinfo_line(line):
     )
 
 
+def lines(text):
+    """The lines of a kernel table. Only ``\\n`` ends one: the kernel escapes it in paths, but writes a carriage
+    return, form feed or U+2028 in a path as it is (``str.splitlines`` would break the line there). Read the file
+    with ``newline=""`` so Python does not turn a carriage return into ``\\n`` either."""
+    return text.split("\n")
+
+
 def parse_mountinfo(text):
     """All mounts of a mountinfo text, in the kernel's order."""
-    return [parse_mountinfo_line(line) for line in text.splitlines() if line.strip()]
+    return [parse_mountinfo_line(line) for line in lines(text) if line.strip()]
 
 
 def _components(path):
@@ -209,13 +217,14 @@ class MountTable:
 def parse_swaps(text):
     """``/proc/swaps`` -> list of dicts (filename, type, size_kib, used_kib, priority); the header is skipped."""
     entries = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
+    for line in lines(text)[1:]:
+        fields = [f for f in _SWAPS_BLANKS.split(line) if f]  # the name may hold other white space, unescaped
         if len(fields) < 5:
             continue
-        name = " ".join(fields[:-4])
-        if name.endswith("(deleted)"):
-            name = name[: -len("(deleted)")].rstrip()
-        entries.append(dict(filename=unescape(name), type=fields[-4], size_kib=int(fields[-3]),
+        name = unescape(" ".join(fields[:-4]))
+        # an unlinked swap file: d_path() appends " (deleted)", and the kernel escapes its blank as \040
+        if name.endswith(" (deleted)"):
+            name = name[: -len(" (deleted)")]
+        entries.append(dict(filename=name, type=fields[-4], size_kib=int(fields[-3]),
                             used_kib=int(fields[-2]), priority=int(fields[-1])))
     return entries

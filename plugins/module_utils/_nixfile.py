@@ -597,6 +597,9 @@ def parse(text):
     """Parse a whole Nix file; raises :class:`NixSyntaxError` (naming an unclosed bracket when there is one)."""
     try:
         return _Parser(text).parse_file()
+    except RecursionError:
+        raise NixSyntaxError("brackets, functions or operators nested hundreds of levels deep, more than this parser "
+                             "follows (a generated hardware-configuration.nix has a handful)")
     except NixSyntaxError as e:
         hint = unbalanced(text)
         if hint:

@@ -396,7 +396,7 @@ class GptPlanner(object):
     def check_not_system(self, disk):
         """Refuse the disk the running system lives on, whatever force says."""
         try:
-            with open("/proc/self/mountinfo") as f:
+            with open("/proc/self/mountinfo", errors="surrogateescape", newline="") as f:  # see _mountinfo.lines
                 mounts = parse_mountinfo(f.read())
             with open("/proc/cmdline") as f:
                 cmdline = f.read()
@@ -436,7 +436,7 @@ class GptPlanner(object):
         out = self.runner.run([self.runner.find("lsblk"), "-J", "-b", "-o", "NAME,PATH,TYPE,MOUNTPOINT", disk.path],
                               record=False)[1]
         try:
-            with open("/proc/swaps") as f:
+            with open("/proc/swaps", errors="surrogateescape", newline="") as f:
                 swaps = parse_proc_swaps(f.read())
         except (IOError, OSError):
             swaps = []

@@ -198,7 +198,7 @@ _TAGS = ("LABEL=", "UUID=", "PARTUUID=", "PARTLABEL=")
 
 
 def _read(path):
-    with open(path, "r", errors="surrogateescape") as f:
+    with open(path, "r", errors="surrogateescape", newline="") as f:  # see _mountinfo.lines
         return f.read()
 
 

@@ -8,7 +8,6 @@ spaces, newlines and bytes that are not UTF-8.
 """
 import base64
 import os
-import re
 import shutil
 import socket
 import stat
@@ -17,6 +16,7 @@ import subprocess
 import pytest
 
 from conftest import run_module, run_playbook
+from rsync_oracle import rsync_dry_run  # tests/rsync_oracle.py
 from ansible_collections.impermanent.nixos.plugins.module_utils import _persist
 
 MODULE = "impermanent.nixos.persist_audit"
@@ -169,25 +169,11 @@ def tree(tmp_path):
 
 
 def rsync_answer(src, dst, excludes):
-    """The set of names (bytes, leading /) rsync -amxx --dry-run --no-links prints for SRC/ -> DST/.
-
-    rsync cannot write NUL-separated names, so each name is printed after a marker with --out-format and rsync's
-    own escaping of unprintable bytes (backslash, '#', three octal digits) is undone.
-    """
-    argv = ["rsync", "-amxx", "--dry-run", "--no-links", "--out-format=@@%n"]
-    for pat in excludes:
-        argv += ["--exclude", pat]
-    proc = subprocess.run(argv + [src + b"/", dst + b"/"], capture_output=True, check=False)
+    """The set of names (bytes, leading /) rsync -amxx --dry-run --no-links prints for SRC/ -> DST/."""
+    names, returncode, stderr = rsync_dry_run(src, dst, excludes)
     # 23: "could not make way for new regular file" (TYPE_CLASH_FULL below), nothing else may fail
-    assert proc.returncode in (0, 23), proc.stderr
-    assert proc.returncode == 0 or proc.stderr.count(b"could not make way") == 1, proc.stderr
-    names = set()
-    for line in proc.stdout.split(b"\n"):
-        if not line.startswith(b"@@"):
-            continue
-        name = re.sub(rb"\\#([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), line[2:])
-        name = name.rstrip(b"/")
-        names.add(b"/" if name in (b".", b"") else b"/" + name)
+    assert returncode in (0, 23), stderr
+    assert returncode == 0 or stderr.count(b"could not make way") == 1, stderr
     return names
 
 

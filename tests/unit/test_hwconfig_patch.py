@@ -51,17 +51,31 @@ def nix_instantiate():
     return path
 
 
-def evaluate(tmp_path, text, name="hw.nix"):
-    """The file's attributes (minus imports), evaluated by Nix with stand-ins for lib's priority wrappers."""
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    expr = ('let f = import %s { config = { hardware.enableRedistributableFirmware = true; }; '
-            'lib = { mkDefault = x: x; mkForce = x: x; mkOverride = p: x: x; }; pkgs = {}; modulesPath = "/m"; }; '
-            'in removeAttrs f [ "imports" ]' % path)
+# stand-ins for the module arguments and lib's priority wrappers (the test machines have no nixpkgs)
+EVAL_ARGS = ('{ config = { hardware.enableRedistributableFirmware = true; }; '
+             'lib = { mkDefault = x: x; mkForce = x: x; mkOverride = p: x: x; }; pkgs = {}; modulesPath = "/m"; }')
+
+
+def evaluate_all(directory, texts):
+    """Each file's attributes (minus imports), evaluated by Nix in one nix-instantiate run."""
+    paths = []
+    for i, text in enumerate(texts):
+        path = os.path.join(str(directory), "eval-%d.nix" % i)
+        with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+            f.write(text)
+        paths.append(path)
+    expr = 'map (p: removeAttrs (import p %s) [ "imports" ]) [ %s ]' % (EVAL_ARGS, " ".join(paths))
     proc = subprocess.run([nix_instantiate(), "--eval", "--strict", "--json", "-E", expr],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def evaluate(tmp_path, text, name="hw.nix"):
+    """The file's attributes (minus imports), evaluated by Nix with stand-ins for lib's priority wrappers."""
+    directory = tmp_path / name
+    directory.mkdir()
+    return evaluate_all(directory, [text])[0]
 
 
 def patch(text, **kw):
