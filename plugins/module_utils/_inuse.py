@@ -23,7 +23,9 @@ The functions take a ``sysfs`` root and a ``stat`` so the tests can give them a 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
 from stat import S_ISBLK, S_ISREG
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
@@ -84,25 +86,52 @@ def _backing_file(name, sysfs):
     return text or None
 
 
-def loop_backings(sysfs="/sys", stat=os.stat):
+#: ioctl LOOP_GET_STATUS64 and struct loop_info64 (linux/loop.h): lo_device and lo_inode come first.
+LOOP_GET_STATUS64 = 0x4C05
+_LOOP_INFO64 = struct.Struct("=5Q4I64s64s32s2Q")
+
+
+def read_loop_status(path):
+    """(st_dev, st_ino) of the backing file of the loop device node ``path``, as the kernel holds it (what
+    ``losetup -O BACK-MAJ:MIN,BACK-INO`` shows), or None. Unlike sysfs ``backing_file``, a path, this still
+    names the file when its path no longer leads to it (a lazily unmounted file system)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        info = _LOOP_INFO64.unpack(fcntl.ioctl(fd, LOOP_GET_STATUS64, bytes(_LOOP_INFO64.size)))
+    except (OSError, IOError, struct.error):
+        return None
+    finally:
+        os.close(fd)
+    return (info[0], info[1])
+
+
+def loop_backings(sysfs="/sys", stat=os.stat, status=None):
     """[(loop name, backing file, what the file is)] for every attached loop device. What it is: ``("blk",
     (major, minor))`` for a device node, ``("file", (st_dev, st_ino), (major, minor) of the file system)`` for
-    a regular file, None when it cannot be read (deleted, or unreachable from here)."""
+    a regular file, None when it cannot be told. ``status(name)``: (st_dev, st_ino) of the backing file as the
+    kernel holds it (:func:`read_loop_status` of ``/dev/NAME``), believed over the path when they differ."""
     found = []
     for name in _listdir(os.path.join(sysfs, "class", "block")):
         backing = _backing_file(name, sysfs)
         if not backing:
             continue
+        held = status(name) if status else None
         try:
             st = stat(backing)
         except OSError:
+            st = None
+        if st is not None and (held is None or held == (st.st_dev, st.st_ino)):
+            if S_ISBLK(st.st_mode):
+                found.append((name, backing, ("blk", (os.major(st.st_rdev), os.minor(st.st_rdev)))))
+                continue
+            held = (st.st_dev, st.st_ino)
+        if held is None:
             found.append((name, backing, None))
-            continue
-        if S_ISBLK(st.st_mode):
-            found.append((name, backing, ("blk", (os.major(st.st_rdev), os.minor(st.st_rdev)))))
         else:
-            found.append((name, backing, ("file", (st.st_dev, st.st_ino), (os.major(st.st_dev),
-                                                                            os.minor(st.st_dev)))))
+            found.append((name, backing, ("file", held, (os.major(held[0]), os.minor(held[0])))))
     return found
 
 
@@ -210,7 +239,7 @@ def stack_users(stack, mounts, swaps, sysfs="/sys", stat=os.stat):
     return [r for r in reasons if not (r in seen or seen.add(r))]
 
 
-def file_users(path, mounts, swaps, sysfs="/sys", stat=os.stat, realpath=os.path.realpath):
+def file_users(path, mounts, swaps, sysfs="/sys", stat=os.stat, status=None):
     """Sentences naming what uses the regular file ``path`` (an image): loop devices attached to it, and what
     is built on those; active swap on the file itself."""
     try:
@@ -218,7 +247,7 @@ def file_users(path, mounts, swaps, sysfs="/sys", stat=os.stat, realpath=os.path
     except OSError:
         return []
     key = (st.st_dev, st.st_ino)
-    loops = loop_backings(sysfs, stat)
+    loops = loop_backings(sysfs, stat, status)
     attached = [name for name, _backing, what in loops if what and what[0] == "file" and what[1] == key]
     reasons = ["/dev/%s is a loop device attached to it" % name for name in attached]
     if attached:
@@ -234,9 +263,23 @@ def file_users(path, mounts, swaps, sysfs="/sys", stat=os.stat, realpath=os.path
     return reasons
 
 
-def device_users(name, mounts, swaps, sysfs="/sys", stat=os.stat):
-    """Sentences naming what uses block device ``name`` (kernel name) or anything on it; empty when unused."""
-    return stack_users(stack_on([name], sysfs, stat), mounts, swaps, sysfs, stat)
+def device_users(name, mounts, swaps, sysfs="/sys", stat=os.stat, status=None):
+    """Sentences naming what uses block device ``name`` (kernel name) or anything on it; empty when unused.
+
+    For a partition, what is built on its whole disk counts too (a loop device or an MD array on the disk
+    reads and writes the partition's sectors), but not what uses the other partitions."""
+    loops = loop_backings(sysfs, stat, status)
+    reasons = stack_users(stack_on([name], sysfs, stat, loops), mounts, swaps, sysfs, stat)
+    disk = whole_disk_of(name, sysfs)
+    if disk:
+        devno = devno_of(disk, sysfs)
+        over = holders_of(disk, sysfs) + [loop for loop, _backing, what in loops
+                                          if what and what[0] == "blk" and what[1] == devno]
+        if over:
+            outer = stack_on(over, sysfs, stat, loops)
+            reasons += ["%s is built on its whole disk /dev/%s" % (display_name(n, sysfs), disk) for n in over]
+            reasons += stack_users(outer, mounts, swaps, sysfs, stat)
+    return reasons
 
 
 class UsageProbe(object):
@@ -245,6 +288,9 @@ class UsageProbe(object):
     def __init__(self, sysfs="/sys", proc="/proc", dev="/dev", stat=os.stat, realpath=os.path.realpath):
         self.sysfs, self.proc, self.dev = sysfs, proc, dev
         self.stat, self.realpath = stat, realpath
+
+    def loop_status(self, name):
+        return read_loop_status(os.path.join(self.dev, name))
 
     def _text(self, name):
         with open(os.path.join(self.proc, name)) as f:
@@ -270,8 +316,8 @@ class UsageProbe(object):
         mounts, swaps = self.mounts(), self.swaps()
         name = self.kernel_name(path)
         if name is not None:
-            return device_users(name, mounts, swaps, self.sysfs, self.stat)
-        return file_users(path, mounts, swaps, self.sysfs, self.stat, self.realpath)
+            return device_users(name, mounts, swaps, self.sysfs, self.stat, self.loop_status)
+        return file_users(path, mounts, swaps, self.sysfs, self.stat, self.loop_status)
 
     def system_disk(self, path):
         """Why the disk holding ``path`` (the device itself, or the disk of a partition) belongs to the running

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._inuse import (
-    UsageProbe, device_users, file_users, loop_backings, stack_on,
+    UsageProbe, device_users, file_users, loop_backings, read_loop_status, stack_on,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_mountinfo
 
@@ -213,3 +213,31 @@ def test_usage_probe_reads_proc_and_names_the_system_disk(tree, tmp_path):
     assert probe.system_disk("/dev/vda3") == "/iso is mounted from it (/dev/vda1)"
     assert probe.system_disk("/dev/vdb") is None
     assert probe.users("/nonexistent") == [] and probe.system_disk("/nonexistent") is None
+
+
+def test_a_partition_is_used_by_what_is_built_on_its_whole_disk_not_by_its_siblings(tree):
+    """A loop device or an array on the whole disk covers every partition; a mounted sibling does not."""
+    mounts = mi(ROOT, "254:1 / /boot rw - vfat /dev/vda1 rw")
+    assert users(tree, "vda3", mounts=mounts) == []
+    tree.loop("loop6", (7, 6), "/dev/vda", St(rdev=(254, 0)))
+    mounts = mi(ROOT, "254:1 / /boot rw - vfat /dev/vda1 rw", "7:6 / /mnt/whole ro - ext4 /dev/loop6 ro")
+    assert users(tree, "vda3", mounts=mounts) == [
+        "/dev/loop6 is built on its whole disk /dev/vda", "/dev/loop6 is mounted on /mnt/whole"]
+
+
+def test_the_kernel_s_device_numbers_of_a_backing_file_beat_its_path(tree):
+    """After umount -l the backing file's path leads nowhere (or to another file): LOOP_GET_STATUS64's
+    lo_device/lo_inode still say where the file is."""
+    tree.loop("loop1", (7, 1), "/lazy/inner.img")
+    assert users(tree) == []
+    held = {"loop1": (os.makedev(254, 3), 12)}
+    assert device_users("vda", [], [], tree.sysfs, tree.stat, held.get) == [
+        "/dev/loop1 (a loop device backed by /lazy/inner.img, a file on /dev/vda3) is built on it"]
+    tree.stats["/lazy/inner.img"] = St(dev=(0, 99), ino=1)  # the path now names another file
+    assert device_users("vda", [], [], tree.sysfs, tree.stat, held.get) != []
+
+
+def test_read_loop_status_of_what_is_no_loop_device(tmp_path):
+    assert read_loop_status(str(tmp_path / "missing")) is None
+    (tmp_path / "plain").write_text("x")
+    assert read_loop_status(str(tmp_path / "plain")) is None
