@@ -27,6 +27,9 @@ description:
     inline, nested (C(fileSystems = { "/" = ...; };)), as split attribute paths
     (C(fileSystems."/".options = ...)), and values wrapped in C(lib.mkDefault), C(lib.mkForce) or
     C(lib.mkOverride) are understood.
+  - Bytes that are not UTF-8 (a Latin-1 comment, say) are kept in the file exactly as they were; in the returned
+    diff and messages each shows as U+FFFD, so the result is always valid for Ansible and a rerun is
+    C(changed=false).
   - Idempotent, patching a patched file changes nothing. A file the module cannot understand (no tmpfs
     C(fileSystems."/"), unbalanced braces, options built by an expression) fails with a message naming the file
     and what was not found, and the file is left untouched.
