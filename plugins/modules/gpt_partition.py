@@ -32,7 +32,7 @@ description:
     one of its partitions, followed through every layer - a holder in C(/sys/class/block/*/holders)
     (dm-crypt/LUKS, LVM, MD), a loop device backed by the disk, a partition or a file on one of their file
     systems - or any of them mounted (by whatever path) or active swap (C(/proc/self/mountinfo), C(/proc/swaps)).
-  - Partition names and types are checked against what C(sfdisk) can store before anything is written: a name
+  - Partition names and types are checked against what C(sfdisk) can store before anything is written. A name
     is at most 36 characters of the Basic Multilingual Plane (a character such as an emoji would be written as
     an empty name), without quotes, backslashes or control characters; the all-zero type GUID (an unused entry)
     is refused. After writing, the table is read back and compared with the plan before the kernel is told.
