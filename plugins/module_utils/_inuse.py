@@ -252,7 +252,7 @@ def file_users(path, mounts, swaps, sysfs="/sys", stat=os.stat, status=None):
     reasons = ["/dev/%s is a loop device attached to it" % name for name in attached]
     if attached:
         stack = stack_on(attached, sysfs, stat, loops)
-        reasons += [r for r in stack_users(stack, mounts, swaps, sysfs, stat)]
+        reasons += stack_users(stack, mounts, swaps, sysfs, stat)
     for swap in swaps:
         try:
             sw = stat(swap)
@@ -283,7 +283,8 @@ def device_users(name, mounts, swaps, sysfs="/sys", stat=os.stat, status=None):
 
 
 class UsageProbe(object):
-    """Reads the live tables (mountinfo, swaps, command line) once and answers for paths on this machine."""
+    """Answers for paths on this machine, reading the live tables (mountinfo, swaps, command line) afresh for
+    every question, so an answer is never older than the call."""
 
     def __init__(self, sysfs="/sys", proc="/proc", dev="/dev", stat=os.stat, realpath=os.path.realpath):
         self.sysfs, self.proc, self.dev = sysfs, proc, dev
