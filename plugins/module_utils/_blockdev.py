@@ -130,46 +130,9 @@ def parse_lsblk_json(text):
     return data.get("blockdevices", []) if isinstance(data, dict) else []
 
 
-def _walk(nodes, depth=0):
-    for node in nodes or []:
-        yield node, depth
-        yield from _walk(node.get("children"), depth + 1)
-
-
-def _mountpoints(node):
-    points = node.get("mountpoints")
-    if points is None:
-        points = [node.get("mountpoint")]
-    return [p for p in points if p]
-
-
 def parse_proc_swaps(text):
     """Device or file names of active swap areas (``/proc/swaps``, read by :func:`._mountinfo.parse_swaps`)."""
     return [entry["filename"] for entry in parse_swaps(text)]
-
-
-def in_use(lsblk_nodes, swaps=(), realpath=os.path.realpath):
-    """Why the disk (and its partitions) in ``lsblk_nodes`` must not be repartitioned: a list of
-    sentences, empty when nothing uses it. Looks at mount points (``[SWAP]`` included), active swap
-    from ``/proc/swaps``, and holders below a partition (dm-crypt, LVM, MD: lsblk lists them as
-    children of type other than ``part``)."""
-    reasons = []
-    swap_set = set(realpath(s) for s in swaps)
-    for node, depth in _walk(lsblk_nodes):
-        path = node.get("path") or "/dev/" + str(node.get("name"))
-        kind = node.get("type")
-        for point in _mountpoints(node):
-            if point == "[SWAP]":
-                reasons.append("%s is active swap" % path)
-            else:
-                reasons.append("%s is mounted on %s" % (path, point))
-        if realpath(path) in swap_set and not any(p == "[SWAP]" for p in _mountpoints(node)):
-            reasons.append("%s is active swap (/proc/swaps)" % path)
-        if depth > 0 and kind not in ("part",):
-            reasons.append("%s (%s) is built on top of it" % (path, kind))
-    # a holder with several parents shows up once per parent
-    seen = set()
-    return [r for r in reasons if not (r in seen or seen.add(r))]
 
 
 def parse_blkid_export(text):

@@ -7,7 +7,10 @@
 Every module of this collection shells out through :class:`CommandRunner` so that
   * parsed output is always in the C locale (``LC_ALL=C``),
   * the module can return the exact commands it ran (or, in check mode, would run),
-  * secrets go on stdin (``data=``) and never into argv or the returned command list.
+  * secrets go on stdin (``data=``) and never into argv or the returned command list,
+  * every argument reaches the program exactly as given: no shell, and none of ``run_command``'s expansion of
+    ``$VAR``, ``${VAR}`` or ``~`` (``expand_user_and_vars=False``), so ``commands`` is exactly what ran,
+  * text that goes into a result is valid UTF-8 whatever bytes a program printed (:func:`safe_text`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,31 @@ from __future__ import annotations
 import shlex
 
 C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
+
+
+def safe_text(value, errors="replace"):
+    """``value`` as text Ansible can return: bytes that are not UTF-8 (kept as lone surrogates by a
+    ``surrogateescape`` decode, or given as bytes) become U+FFFD (``errors="backslashreplace"``: ``\\xNN``).
+    Anything but text and bytes is returned as it is."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", errors)
+    return value
+
+
+def safe_result(value):
+    """A result (dicts, lists, tuples of text and scalars) with every string made valid UTF-8 (:func:`safe_text`),
+    keys included."""
+    if isinstance(value, dict):
+        return dict((safe_result(k), safe_result(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [safe_result(v) for v in value]
+    return safe_text(value)
 
 
 class CommandError(Exception):
@@ -29,14 +57,16 @@ class CommandError(Exception):
         self.cmd = cmd
 
     def fail_kwargs(self):
-        return dict(msg=self.msg, rc=self.rc, stdout=self.stdout, stderr=self.stderr, cmd=self.cmd)
+        return safe_result(dict(msg=self.msg, rc=self.rc, stdout=self.stdout, stderr=self.stderr, cmd=self.cmd))
 
 
 class CommandRunner:
-    """Thin wrapper over AnsibleModule.run_command.
+    """Thin wrapper over AnsibleModule.run_command; the only way this collection's modules run a program.
 
     ``commands`` lists, as shell-quoted strings, every command that changed (or in check mode
-    would change) something. Read-only probes are run with ``record=False``.
+    would change) something. Read-only probes are run with ``record=False``. argv goes to the
+    program literally: ``run_command`` would otherwise expand ``$VAR``, ``${VAR}`` and ``~`` in
+    every argument, so what ran would differ from what ``commands`` shows.
     """
 
     def __init__(self, module):
@@ -45,7 +75,8 @@ class CommandRunner:
 
     @staticmethod
     def quote(argv):
-        return " ".join(shlex.quote(str(a)) for a in argv)
+        """argv as one shell-quoted line (a byte that is not UTF-8 shows as ``\\xNN``)."""
+        return safe_text(" ".join(shlex.quote(str(a)) for a in argv), "backslashreplace")
 
     def find(self, name, required=True):
         path = self.module.get_bin_path(name, required=False, opt_dirs=["/sbin", "/usr/sbin", "/usr/local/sbin"])
@@ -61,7 +92,8 @@ class CommandRunner:
             env.update(environ)
         if record:
             self.commands.append(self.quote(argv))
-        rc, out, err = self.module.run_command(argv, data=data, environ_update=env, binary_data=binary_data)
+        rc, out, err = self.module.run_command(argv, data=data, environ_update=env, binary_data=binary_data,
+                                               use_unsafe_shell=False, expand_user_and_vars=False)
         if check_rc and rc != 0:
             what = what or argv[0]
             raise CommandError(

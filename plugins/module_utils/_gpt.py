@@ -37,6 +37,8 @@ SI_OR_SHORT = ("K", "M", "G", "T", "P", "KB", "MB", "GB", "TB", "PB")
 SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$", re.ASCII)
 #: GPT partition names are 36 UTF-16 code units.
 MAX_NAME = 36
+#: The all-zero type GUID marks an unused entry: a partition written with it does not exist for the kernel.
+UNUSED_TYPE = "00000000-0000-0000-0000-000000000000"
 MAX_PARTITIONS = 128
 REST = "100%"
 
@@ -108,17 +110,31 @@ def resolve_type(value, what="type"):
     if text.lower() in TYPE_GUIDS:
         return TYPE_GUIDS[text.lower()]
     if GUID_RE.match(text):
+        if text == UNUSED_TYPE:
+            raise LayoutError("%s=%s is the GUID of an unused GPT entry: a partition of that type does not exist "
+                              "for the kernel or any tool; use one of %s or the GUID of a real partition type"
+                              % (what, text, ", ".join(sorted(TYPE_GUIDS))))
         return text.upper()
     raise LayoutError("%s=%r is not a known partition type; use one of %s or a GPT type GUID such as %s"
                       % (what, value, ", ".join(sorted(TYPE_GUIDS)), TYPE_GUIDS["linux"]))
 
 
 def _check_name(name, what):
+    """The name as sfdisk stores it, or LayoutError. A GPT entry holds 36 UTF-16 code units; sfdisk (libfdisk)
+    writes only characters of the Basic Multilingual Plane: one outside it (an emoji, U+1F600) makes it write an
+    empty name without an error, so such names are refused here, before anything is written. Quotes and
+    backslashes cannot be written in an sfdisk script; control characters have no place in a label."""
     if not isinstance(name, str) or not name.strip():
         raise LayoutError("%s needs a non-empty name (the GPT partition label, e.g. 'nix')" % what)
-    if len(name.encode("utf-16-le")) > 2 * MAX_NAME:
-        raise LayoutError("%s: name %r is longer than the %d characters a GPT entry holds" % (what, name, MAX_NAME))
-    if any(c in name for c in '"\\') or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    outside = [c for c in name if ord(c) > 0xFFFF or 0xD800 <= ord(c) <= 0xDFFF]
+    if outside:
+        raise LayoutError("%s: name %s contains %s, which sfdisk cannot store in a GPT entry (it would write an "
+                          "empty name); use characters from U+0000 to U+FFFF only, e.g. letters, digits, '-' and '_'"
+                          % (what, ascii(name), ", ".join("U+%04X" % ord(c) for c in outside)))
+    if len(name) > MAX_NAME:
+        raise LayoutError("%s: name %r is longer than the %d characters a GPT entry holds (it has %d)"
+                          % (what, name, MAX_NAME, len(name)))
+    if any(c in name for c in '"\\') or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
         raise LayoutError("%s: name %r may not contain quotes, backslashes or control characters" % (what, name))
     return name
 

@@ -28,8 +28,14 @@ description:
     V(100%) partition ends within one grain of the table's own last usable sector; nothing is written or resized,
     and a warning and the C(notes) say how much the disk grew. Growing the partition and its file system is left
     to the user.
-  - Never touches a disk that is in use, even with O(force=true). In use means a mounted partition, active swap
-    (C(lsblk), C(/proc/swaps)), or a device built on a partition (dm-crypt, LVM, MD).
+  - Never touches a disk that is in use, even with O(force=true). In use means anything built on the disk or on
+    one of its partitions, followed through every layer - a holder in C(/sys/class/block/*/holders)
+    (dm-crypt/LUKS, LVM, MD), a loop device backed by the disk, a partition or a file on one of their file
+    systems - or any of them mounted (by whatever path) or active swap (C(/proc/self/mountinfo), C(/proc/swaps)).
+  - Partition names and types are checked against what C(sfdisk) can store before anything is written. A name
+    is at most 36 characters of the Basic Multilingual Plane (a character such as an emoji would be written as
+    an empty name), without quotes, backslashes or control characters; the all-zero type GUID (an unused entry)
+    is refused. After writing, the table is read back and compared with the plan before the kernel is told.
   - Never touches the disk the running system lives on, even with O(force=true) and even when its table matches;
     that is the disk behind C(/), C(/iso), C(/nix/.ro-store) and the other mount points of a live or installed system
     (through loop backing files, dm-crypt, LVM and MD), and the disk the kernel command line's C(root=) names (a
@@ -73,7 +79,8 @@ options:
       name:
         description:
           - The GPT partition name (C(PARTLABEL)), unique within the list, at most 36 characters, no quotes,
-            backslashes or control characters.
+            backslashes or control characters, and no character beyond U+FFFF (an emoji), which sfdisk cannot
+            store.
         type: str
         required: true
       size:
@@ -87,7 +94,8 @@ options:
       type:
         description:
           - V(esp) (EFI system partition; parted shows its C(boot, esp) flags), V(swap) (Linux swap),
-            V(linux) (Linux file system), V(luks) (Linux LUKS), or any GPT partition type GUID.
+            V(linux) (Linux file system), V(luks) (Linux LUKS), or any GPT partition type GUID but the all-zero
+            one, which marks an unused entry.
         type: str
         default: linux
   alignment:
@@ -274,7 +282,7 @@ refused:
   description:
     - Why the disk was refused, on failure only. V(system_disk) (the running system lives on it), V(identity)
       (not the disk O(expect) pins), V(content) (it holds something else; O(force=true) overrides),
-      V(in_use) (mounted, swap or held; unmount first), V(read_only).
+      V(in_use) (mounted, swap, held or backing a loop device; unmount first), V(read_only).
   returned: failure, when the disk was refused
   type: str
   sample: content
@@ -291,12 +299,11 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._alignment impor
     AlignmentError, explicit_grain, optimal_grain, parted_aligned,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
-    BlockDeviceError, identity_mismatches, in_use, is_link_path, is_read_only, kernel_partitions, parse_blkid_export,
-    parse_lsblk_identity, parse_lsblk_json, parse_proc_swaps, partition_name, partition_path, read_topology,
-    sysfs_dir, system_disks, whole_disk_of,
+    BlockDeviceError, identity_mismatches, is_link_path, is_read_only, kernel_partitions, parse_blkid_export,
+    parse_lsblk_identity, partition_name, partition_path, read_topology, sysfs_dir, whole_disk_of,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
-from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_mountinfo
+from ansible_collections.impermanent.nixos.plugins.module_utils._inuse import UsageProbe
 from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
     LayoutError, compare, describe_plan, describe_table, parse_sfdisk_json, parse_size, parse_specs,
     plan_layout, render_sfdisk_script,
@@ -338,6 +345,7 @@ class GptPlanner(object):
     def __init__(self, runner, sysfs="/sys"):
         self.runner = runner
         self.sysfs = sysfs
+        self.probe = UsageProbe(sysfs=sysfs)
 
     def resolve(self, device):
         if not os.path.exists(device):
@@ -396,14 +404,10 @@ class GptPlanner(object):
     def check_not_system(self, disk):
         """Refuse the disk the running system lives on, whatever force says."""
         try:
-            with open("/proc/self/mountinfo", errors="surrogateescape", newline="") as f:  # see _mountinfo.lines
-                mounts = parse_mountinfo(f.read())
-            with open("/proc/cmdline") as f:
-                cmdline = f.read()
+            why = self.probe.system_disk(disk.path)
         except (IOError, OSError) as e:
             raise DiskRefused("cannot tell whether %s holds the running system (%s); nothing was written."
                               % (disk.label, e), "system_disk")
-        why = system_disks(mounts, cmdline, self.sysfs).get(disk.name)
         if why:
             raise DiskRefused("%s is the disk the running system lives on: %s. It is never partitioned, not even "
                               "with force=true; nothing was written. Point device at the disk to install on "
@@ -432,15 +436,17 @@ class GptPlanner(object):
             raise DiskRefused("%s is not the disk pinned by expect: %s. Nothing was read or written. Fix device or "
                               "expect for this host." % (disk.label, "; ".join(wrong)), "identity")
 
-    def users(self, disk):
-        out = self.runner.run([self.runner.find("lsblk"), "-J", "-b", "-o", "NAME,PATH,TYPE,MOUNTPOINT", disk.path],
-                              record=False)[1]
+    def check_not_in_use(self, disk):
+        """Refuse a disk that anything uses (see _inuse), whatever force says."""
         try:
-            with open("/proc/swaps", errors="surrogateescape", newline="") as f:
-                swaps = parse_proc_swaps(f.read())
-        except (IOError, OSError):
-            swaps = []
-        return in_use(parse_lsblk_json(out), swaps)
+            users = self.probe.users(disk.path)
+        except (IOError, OSError) as e:
+            raise DiskRefused("cannot tell whether %s is in use (%s); nothing was written." % (disk.label, e),
+                              "in_use")
+        if users:
+            raise DiskRefused("%s is in use: %s. Unmount, swapoff, detach and close what is on it first; force=true "
+                              "does not override this. Nothing was written." % (disk.label, "; ".join(users)),
+                              "in_use")
 
 
 class GptWriter(object):
@@ -474,9 +480,12 @@ class GptWriter(object):
         self.runner.run([self.runner.find("sfdisk"), "--no-act"] + SFDISK_WRITE + [disk.path], data=script,
                         record=False, what="sfdisk --no-act (checking the planned table)")
 
-    def write(self, disk, script, plan):
+    def write(self, disk, script):
+        """sfdisk writes the table; the caller reads it back before the kernel is told (tell_kernel)."""
+        self.runner.run(self.commands(disk)[0], data=script, what="sfdisk (writing the partition table)")
+
+    def tell_kernel(self, disk, plan):
         commands = self.commands(disk)
-        self.runner.run(commands[0], data=script, what="sfdisk (writing the partition table)")
         self.runner.run(commands[1], what="telling the kernel about the new partitions")
         for argv in commands[2:]:
             self.runner.run(argv)
@@ -566,10 +575,7 @@ def run(module, runner, planner, writer):
         return result
     if status == "different" and not p["force"]:
         raise DiskRefused(describe_conflict(disk, table, signature, reasons, plan), "content")
-    users = planner.users(disk)
-    if users:
-        raise DiskRefused("%s is in use: %s. Unmount, swapoff and close what is on it first; force=true does "
-                          "not override this. Nothing was written." % (disk.label, "; ".join(users)), "in_use")
+    planner.check_not_in_use(disk)
     if is_read_only(disk.name, planner.sysfs):
         raise DiskRefused("%s is read-only; nothing was written." % disk.label, "read_only")
     script = render_sfdisk_script(plan)
@@ -584,11 +590,16 @@ def run(module, runner, planner, writer):
             runner.plan(argv)
         result.update(partitions=result_partitions(disk, plan, None), commands=runner.commands)
         return result
-    writer.write(disk, script, plan)
+    writer.write(disk, script)
+    # Read back before anything else: a value sfdisk stored differently must be reported as that, not as a
+    # kernel that does not show the partitions.
     written = planner.read_table(disk)
     status, reasons = compare(plan, written)
     if status != "same":
-        raise LayoutError("sfdisk wrote a table on %s that differs from the plan: %s" % (disk.path, "; ".join(reasons)))
+        raise LayoutError("sfdisk wrote a table on %s that differs from the plan: %s. The disk now holds: %s"
+                          % (disk.path, "; ".join(reasons), describe_table(written, plan.sector_size)
+                             .replace("\n", "; ")))
+    writer.tell_kernel(disk, plan)
     result.update(partitions=result_partitions(disk, plan, written), commands=runner.commands)
     if is_link_path(disk.arg) and writer.udev_running():
         missing = writer.wait_for_links([part["by_id_path"] for part in result["partitions"]])

@@ -27,6 +27,9 @@ description:
     inline, nested (C(fileSystems = { "/" = ...; };)), as split attribute paths
     (C(fileSystems."/".options = ...)), and values wrapped in C(lib.mkDefault), C(lib.mkForce) or
     C(lib.mkOverride) are understood.
+  - Bytes that are not UTF-8 (a Latin-1 comment, say) are kept in the file exactly as they were; in the returned
+    diff and messages each shows as U+FFFD, so the result is always valid for Ansible and a rerun is
+    C(changed=false).
   - Idempotent, patching a patched file changes nothing. A file the module cannot understand (no tmpfs
     C(fileSystems."/"), unbalanced braces, options built by an expression) fails with a message naming the file
     and what was not found, and the file is left untouched.
@@ -202,7 +205,9 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_blkid_export
-from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import (
+    CommandError, CommandRunner, safe_result,
+)
 from ansible_collections.impermanent.nixos.plugins.module_utils._hwconfig import (
     DEFAULT_BOOT_OPTIONS,
     DEFAULT_ROOT_OPTIONS,
@@ -339,12 +344,21 @@ def main():
         ),
         supports_check_mode=True,
     )
+
+    def exit_json(**result):
+        # The file is edited as text decoded with surrogateescape (its bytes go back out exactly as they came
+        # in); what is returned must be valid UTF-8 whatever bytes it holds.
+        module.exit_json(**safe_result(result))
+
+    def fail_json(**result):
+        module.fail_json(**safe_result(result))
+
     p = module.params
     path = p["path"]
     if not os.path.isabs(path):
         # The module runs on the target from a directory nobody chose: a relative path could patch the wrong file.
-        module.fail_json(msg="path=%r must be absolute (like /mnt/etc/nixos/hardware-configuration.nix)." % path,
-                         changed=False, path=path)
+        fail_json(msg="path=%r must be absolute (like /mnt/etc/nixos/hardware-configuration.nix)." % path,
+                  changed=False, path=path)
     runner = CommandRunner(module)
     hwfile = HwconfigFile(module, runner, path)
     planned_on_stand_in = module.check_mode and p["stand_in"] is not None and not os.path.lexists(path)
@@ -359,9 +373,9 @@ def main():
                           boot_mountpoint=p["boot_mountpoint"], swap_random_encryption=p["swap_random_encryption"],
                           resolve_partuuid=resolve)
     except HwconfigError as e:
-        module.fail_json(msg=str(e), **result)
+        fail_json(msg=str(e), **result)
     except CommandError as e:
-        module.fail_json(**dict(e.fail_kwargs(), **result))
+        fail_json(**dict(e.fail_kwargs(), **result))
 
     shown = "%s (stand-in: not generated yet)" % path if planned_on_stand_in else path
     result.update(
@@ -382,10 +396,10 @@ def main():
                     result["backup_file"] = module.backup_local(path)
                 hwfile.write(plan.after)
         except CommandError as e:
-            module.fail_json(**dict(e.fail_kwargs(), **result))
+            fail_json(**dict(e.fail_kwargs(), **result))
         except (IOError, OSError) as e:
-            module.fail_json(msg="could not write %s: %s (file left as it was)" % (path, e), **result)
-    module.exit_json(**result)
+            fail_json(msg="could not write %s: %s (file left as it was)" % (path, e), **result)
+    exit_json(**result)
 
 
 if __name__ == "__main__":

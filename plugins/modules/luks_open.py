@@ -31,6 +31,10 @@ description:
   - With O(format=true) on a device that already has a LUKS header and O(state=closed), the key is tested
     (C(cryptsetup open --test-passphrase)) so that a header the key cannot open is reported instead of silently
     accepted. In check mode the key is tested the same way before a planned open.
+  - Never formats a device that is in use, even a blank one, and never one on the disk the running system lives
+    on; checked before C(luksFormat), in check mode too. In use means anything built on the device, followed
+    through every layer - a holder in C(/sys/class/block/*/holders) (dm-crypt, LVM, MD), a loop device backed by
+    it (for an image file, attached to it) - or any of them mounted or active swap.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -186,6 +190,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils._inuse import UsageProbe
 from ansible_collections.impermanent.nixos.plugins.module_utils import _luks as luks
 
 
@@ -242,6 +247,23 @@ class LuksReader:
             status, status_matches=matches, is_luks=is_luks,
             probe=self.probe(device) if exists and not is_luks else {},
             dump=self.dump(device) if is_luks else None, device_exists=exists)
+
+
+def check_not_in_use(device, probe):
+    """Refuse to luksFormat a device that anything uses or that the running system lives on (see _inuse): a blank
+    device can still back a loop device, hold a dm mapping or sit on the live system's disk."""
+    try:
+        users = probe.users(device)
+        system = probe.system_disk(device)
+    except (IOError, OSError) as e:
+        raise luks.LuksError("cannot tell whether %s is in use (%s); nothing was formatted." % (device, e))
+    if system:
+        raise luks.LuksError("%s is on the disk the running system lives on: %s. luks_open never formats it; nothing "
+                             "was written. Point device at a partition of the disk to install on." % (device, system))
+    if users:
+        raise luks.LuksError("%s is in use: %s. luks_open formats only a device nothing uses; unmount, swapoff, "
+                             "detach (losetup -d) and close what is on it first. Nothing was written."
+                             % (device, "; ".join(users)))
 
 
 class LuksExecutor:
@@ -325,6 +347,8 @@ def main():
         reader = LuksReader(runner)
         facts = reader.facts(p["device"], p["name"], pending=module.check_mode and p["pending"])
         plan = luks.LuksPlanner(request, facts, check_mode=module.check_mode).plan()
+        if plan.formats:
+            check_not_in_use(p["device"], UsageProbe())
         LuksExecutor(runner, reader.cryptsetup, request, module.check_mode).run(plan)
         for warning in plan.warnings:
             module.warn(warning)

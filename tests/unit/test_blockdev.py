@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
-    BlockDeviceError, cmdline_root_path, device_identity, disks_under, identity_mismatches, in_use, is_link_path,
+    BlockDeviceError, cmdline_root_path, device_identity, disks_under, identity_mismatches, is_link_path,
     is_read_only, kernel_partitions, parse_blkid_export, parse_lsblk_identity, parse_lsblk_json, parse_proc_swaps,
     partition_name, partition_path, read_topology, system_disks, whole_disk_of,
 )
@@ -97,35 +97,10 @@ def test_partition_detection(fake_sysfs):
     assert is_read_only("loop3", fake_sysfs) and not is_read_only("vda", fake_sysfs)
 
 
-def test_lsblk_in_use_captured():
-    nodes = parse_lsblk_json(fixture("inuse-512.lsblk.json"))
-    swaps = parse_proc_swaps(fixture("inuse-512.proc-swaps.txt"))
-    disk = nodes[0]["name"]
-    reasons = in_use(nodes, swaps, realpath=lambda p: p)
-    assert reasons == ["/dev/%sp2 is active swap" % disk, "/dev/%sp3 is mounted on %s" % (
-        disk, nodes[0]["children"][2]["mountpoint"])]
-
-
-@pytest.mark.parametrize("case", ["ours-512", "ours-4096", "empty-512", "mbr-512", "other-512"])
-def test_lsblk_not_in_use_captured(case):
-    nodes = parse_lsblk_json(fixture(case + ".lsblk.json"))
-    assert nodes and in_use(nodes, [], realpath=lambda p: p) == []
-
-
 def test_lsblk_topology_columns_captured():
     node = parse_lsblk_json(fixture("ours-4096.lsblk.json"))[0]
     assert (node["log-sec"], node["phy-sec"], node["min-io"], node["opt-io"], node["alignment"]) == (4096, 4096, 4096, 0, 0)
     assert [c["type"] for c in node["children"]] == ["part", "part", "part"]
-
-
-def test_swap_only_in_proc_swaps_and_holders():
-    """lsblk before 2.37 shows no [SWAP] without udev; a dm-crypt mapping is a child of type crypt."""
-    nodes = [{"name": "vda", "path": "/dev/vda", "type": "disk", "mountpoint": None, "children": [
-        {"name": "vda2", "path": "/dev/vda2", "type": "part", "mountpoint": None},
-        {"name": "vda3", "path": "/dev/vda3", "type": "part", "mountpoint": None, "children": [
-            {"name": "crypted", "path": "/dev/mapper/crypted", "type": "crypt", "mountpoint": None}]}]}]
-    reasons = in_use(nodes, ["/dev/vda2"], realpath=lambda p: p)
-    assert reasons == ["/dev/vda2 is active swap (/proc/swaps)", "/dev/mapper/crypted (crypt) is built on top of it"]
 
 
 def test_parse_proc_swaps_escapes():

@@ -356,3 +356,39 @@ def test_conflict_message_names_disk_content_and_override():
         assert words in msg
     msg = describe_conflict(disk, None, "a whole-disk ext4 signature (filesystem)", ["no partition table"], plan)
     assert "whole-disk ext4 signature" in msg and "force=true" in msg
+
+
+@pytest.mark.parametrize("name, words", [
+    ("nix\U0001F600", ["U+1F600", "sfdisk cannot store", "empty name"]),
+    ("\U00010348", ["U+10348"]),
+    ("a\ud800b", ["U+D800"]),
+    ("a\x85b", ["control characters"]),
+    ("\u540d" * 37, ["36 characters", "it has 37"]),
+    ("\U0001F600" * 18, ["U+1F600"]),  # 36 UTF-16 code units, yet sfdisk writes none of them
+])
+def test_names_sfdisk_cannot_store_are_refused_before_writing(name, words):
+    with pytest.raises(LayoutError) as e:
+        parse_specs([{"name": name, "size": "1GiB"}])
+    for word in words:
+        assert word in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["\u540d" * 36, "\u00e9" * 36, "x,y", " lead", "a=b", "a\ufffeb", "\uffff"])
+def test_names_sfdisk_stores_as_given_are_accepted(name):
+    """Checked against sfdisk 2.38: each of these is read back from the table exactly as written."""
+    assert parse_specs([{"name": name, "size": "1GiB"}])[0].name == name
+
+
+@pytest.mark.parametrize("value", ["00000000-0000-0000-0000-000000000000", " 00000000-0000-0000-0000-000000000000"])
+def test_the_unused_entry_type_guid_is_refused(value):
+    with pytest.raises(LayoutError) as e:
+        parse_specs([{"name": "a", "size": "1GiB", "type": value}])
+    assert "unused GPT entry" in str(e.value) and "partitions[0] (a) type" in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["0FC63DAF-8483-4772-8E79-3D69D8477DE", "0FC63DAF-8483-4772-8E79-3D69D8477DE4X",
+                                   "0FC63DAF84834772-8E79-3D69D8477DE4", "{0FC63DAF-8483-4772-8E79-3D69D8477DE4}"])
+def test_malformed_type_guids_are_refused(value):
+    with pytest.raises(LayoutError) as e:
+        parse_specs([{"name": "a", "size": "1GiB", "type": value}])
+    assert "not a known partition type" in str(e.value)
