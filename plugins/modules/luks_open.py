@@ -184,7 +184,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity, parse_blkid_export
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
 from ansible_collections.impermanent.nixos.plugins.module_utils import _luks as luks
 
@@ -222,7 +222,7 @@ class LuksReader:
         if rc != 0:
             raise CommandError("blkid -p %s failed (rc=%s): %s" % (device, rc, err.strip()), rc=rc, stdout=out,
                                stderr=err)
-        return luks.content_signature(luks.parse_blkid_export(out))
+        return luks.content_signature(parse_blkid_export(out))
 
     def facts(self, device, name, pending=False):
         status = self.status(name)

@@ -78,8 +78,8 @@ def test_module_result_is_masked(loopdisk):
     disk = loopdisk(32 * MIB)
     canary = "s3cret-canary-%s" % secrets.token_hex(8)
     rc, res = run_module("impermanent.nixos.luks_open", dict(device=disk.device, passphrase=canary, format=True,
-                                                               state="closed", pbkdf="pbkdf2",
-                                                               pbkdf_force_iterations=1000))
+                                                             state="closed", pbkdf="pbkdf2",
+                                                             pbkdf_force_iterations=1000))
     assert rc == 0 and res["formatted"] is True, res
     text = json.dumps(res)
     assert canary not in text
