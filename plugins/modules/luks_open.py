@@ -12,7 +12,7 @@ module: luks_open
 short_description: Format a blank device with LUKS (once) and open it as /dev/mapper/NAME
 version_added: 0.1.0
 author:
-  - impermanent.nixos maintainers (@impermanent-nixos)
+  - impermanent.nixos contributors (!UNKNOWN)
 description:
   - Opens the LUKS device O(device) as C(/dev/mapper/NAME) (O(state=opened)), or closes the mapping
     (O(state=closed)).
@@ -32,16 +32,16 @@ description:
     (C(cryptsetup open --test-passphrase)) so that a header the key cannot open is reported instead of silently
     accepted. In check mode the key is tested the same way before a planned open.
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - impermanent.nixos.attributes
 attributes:
   check_mode:
-    support: full
     details: Returns the commands it would run; formats, opens and closes nothing (it may test the key, read-only).
       With O(pending=true) it plans for a device that an earlier step would create.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
+requirements:
+  - cryptsetup (LUKS2 needs cryptsetup 2) on the target
+  - util-linux (C(blkid)) on the target
 options:
   device:
     description:
@@ -122,6 +122,9 @@ options:
     type: bool
     default: false
 seealso:
+  - module: community.crypto.luks_device
+    description: The general LUKS module; luks_open is the install step only (format a blank device, never a
+      header with a key slot, then open), with a check-mode plan for a partition an earlier task would create.
   - module: impermanent.nixos.tmpfs_root
 """
 
