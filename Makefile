@@ -18,7 +18,7 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export IMPERMANENT_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup host venv build lint sanity unit integration molecule test test-fast demo bench clean
+.PHONY: help setup host venv build ee-context lint sanity unit integration molecule test test-fast demo bench clean
 
 help:
 	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
@@ -44,6 +44,14 @@ build: venv
 	mkdir -p $(BUILD)
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) .
 	$(BIN)/ansible-galaxy collection install --force --no-deps -p $(COLLECTIONS) $(TARBALL)
+
+# The execution environment's build context (execution-environment.yml) in .build/ee, from the built artifact.
+# Building the image needs a container engine: `podman build -t impermanent-nixos-ee:$(VERSION) .build/ee`.
+ee-context: build
+	rm -rf $(BUILD)/ee $(BUILD)/ee-collection
+	mkdir -p $(BUILD)/ee-collection/impermanent.nixos
+	tar -xzf $(TARBALL) -C $(BUILD)/ee-collection/impermanent.nixos
+	$(BIN)/ansible-builder create -f execution-environment.yml -c $(BUILD)/ee
 
 lint: build
 	$(BIN)/ansible-lint --offline
