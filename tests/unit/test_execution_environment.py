@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """execution-environment.yml (ansible-builder v3) and the collection's meta/execution-environment.yml.
 
-No container engine here, so the image is not built. ``ansible-builder create`` writes the build context (what an
+The test machines have no container engine, so the image is not built. ``ansible-builder create`` writes the build context (what an
 image build would start from) into a temporary directory, from the work tree's definition and a freshly built
 artifact, and the context is checked: complete (the collection, its system packages, the tested ansible-core pin)
 and minimal (no test or development tool, no Python package the controller does not need at run time).
