@@ -214,7 +214,7 @@ class Bench(object):
         wall = time.monotonic() - t0
         with open(path, "w") as f:
             f.write("$ %s\n# rc=%d wall=%.2fs load=%.2f->%.2f\n" % (" ".join(shlex.quote(a) for a in argv),
-                                                                  proc.returncode, wall, load0, loadavg()))
+                                                                    proc.returncode, wall, load0, loadavg()))
             f.write(proc.stdout)
             f.write("\n--- stderr ---\n")
             f.write(proc.stderr)
@@ -415,8 +415,8 @@ class Bench(object):
             if "changed" in recs[0]:
                 extra = "  changed=%s" % ",".join(str(r["changed"]) for r in recs)
             p("%-36s %8.1f %8.1f %6.1f %9.2f %9.2f%s" % (label, m, min(walls),
-                                                       statistics.median(r["load"] for r in recs),
-                                                       m / seed, m / prov, extra))
+                                                         statistics.median(r["load"] for r in recs),
+                                                         m / seed, m / prov, extra))
         rerun = self.med("provision.yml rerun")
         p("")
         p("RATIO provision.yml / seed script        = %.2f  (goal <= 1.3: %s)"
@@ -557,7 +557,7 @@ def main():
         bench.measure()
         others_end = other_domains()
         machine += "; at the end: %s; load %s" % (", ".join(others_end) or "none",
-                                                   " ".join("%.2f" % x for x in os.getloadavg()))
+                                                  " ".join("%.2f" % x for x in os.getloadavg()))
         ok = True
     except BenchError as e:
         log("ERROR: %s" % e)

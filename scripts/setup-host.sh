@@ -12,6 +12,8 @@ APT_PACKAGES=(
   pkg-config libvirt-dev gcc
   # to make the small ISO that tests/integration/test_vm_playbook.py boots playbooks/vm.yml from
   xorriso
+  # ansible-test sanity's shellcheck test (make sanity)
+  shellcheck
 )
 
 missing=()

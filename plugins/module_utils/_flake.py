@@ -80,7 +80,7 @@ def _split_fragment(text):
 
 def _local_url(rest, scheme):
     """``rest`` is what follows ``scheme:``; returns (directory, subdir) for a file-system URL."""
-    path, _, query = rest.partition("?")
+    path, _sep, query = rest.partition("?")
     if scheme == "git+file":
         if not path.startswith("//"):
             raise FlakeRefError("git+file flake ref %r must look like git+file:///absolute/dir" % (scheme + ":" + rest))

@@ -102,8 +102,7 @@ def _collect(attrset, prefix=()):
         yield _Def(full, entry, len(prefix), attrset)
         inner = unwrap(entry.value)
         if isinstance(inner, AttrSet) and None not in full:
-            for sub in _collect(inner, full):
-                yield sub
+            yield from _collect(inner, full)
 
 
 def top_attrset(tree):
@@ -216,7 +215,7 @@ class _Planner:
             if len(d.full) > 1 or d.value is None or not isinstance(unwrap(d.value), List):
                 raise HwconfigError("%s: swapDevices is defined by an expression this module cannot edit (%s: `%s`); "
                                     "write it as a list literal" % (self.name, self.where(d.binding),
-                                                                   self.text[d.binding.start:d.binding.end]))
+                                                                    self.text[d.binding.start:d.binding.end]))
             for item in unwrap(d.value).items:
                 entry = unwrap(item)
                 if not isinstance(entry, AttrSet):
@@ -414,7 +413,7 @@ def plan_patch(text, name="hardware-configuration.nix", root_options=None, boot_
             '%s: fileSystems."/" has %s, not fsType = "tmpfs": the root is not a tmpfs. Mount the tmpfs root '
             "(impermanent.nixos.tmpfs_root) before running nixos-generate-config, then run it again" % (
                 name, "no fsType" if fstype is None else "fsType = %s (%s)" % (quote_string(fstype),
-                                                                                planner.where(fsdef.binding))))
+                                                                               planner.where(fsdef.binding))))
     if root_options:
         patched["root"] = planner.patch_mount_options("/", root_options, "root")
 
@@ -495,4 +494,3 @@ def stand_in(boot_mountpoint="/boot", boot_device=None, swap_devices=()):
         return partuuids[device]
 
     return "\n".join(lines), resolve
-

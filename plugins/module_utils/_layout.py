@@ -290,7 +290,7 @@ class LayoutPlanner:
         if have_mode is not None and have_mode != spec.mode:
             plan.add("chmod", spec.root, ["chmod", format(spec.mode, "o").zfill(3), spec.root],
                      why="tmpfs root directory mode is %s, want %s" % (format(have_mode, "o"),
-                                                                      format(spec.mode, "o")))
+                                                                       format(spec.mode, "o")))
 
     def _mkdir(self, plan, path, on_fresh, conditional=False):
         if on_fresh or path not in self.facts.dirs:
@@ -354,8 +354,8 @@ class LayoutPlanner:
             raise LayoutError("%s has mounts below it that this layout did not make (%s); unmount them first." %
                               (spec.root, ", ".join(sorted(set(foreign)))))
         for target in ours:
-            for _ in table.stack(target):
+            for _mount in table.stack(target):
                 plan.add("umount", target, ["umount", target], why="tear down")
-        for _ in table.stack(spec.root):
+        for _mount in table.stack(spec.root):
             plan.add("umount", spec.root, ["umount", spec.root], why="tear down the tmpfs")
         return plan

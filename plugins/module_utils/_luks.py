@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_blkid_export  # noqa: F401
-
 # cryptsetup exit codes (man cryptsetup, RETURN CODES)
 RC_WRONG_KEY = 2
 RC_NO_DEVICE = 4

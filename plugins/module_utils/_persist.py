@@ -439,7 +439,7 @@ class Walker:
                     break
                 chunks.append(chunk)
             os.close(fd)
-            _, status = os.waitpid(pid, 0)
+            _pid, status = os.waitpid(pid, 0)
             try:
                 if status != 0:
                     raise ValueError("worker exited with status %d" % status)
@@ -729,13 +729,14 @@ WELL_KNOWN = [
     ("/var/db/sudo", "sudo lecture state"),
 ]
 
+
 def _parents(path):
     """'/a/b/c' -> ['/a', '/a/b'] (top-down, without the path itself)."""
     parts = path.strip("/").split("/")
     return ["/" + "/".join(parts[:k]) for k in range(1, len(parts))]
 
 
-_WELL_KNOWN_ROOTS = tuple(sorted(set("/" + p.split("/")[1] for p, _ in WELL_KNOWN)))
+_WELL_KNOWN_ROOTS = tuple(sorted(set("/" + p.split("/")[1] for p, _why in WELL_KNOWN)))
 
 
 def _well_known(path):

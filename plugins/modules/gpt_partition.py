@@ -12,7 +12,7 @@ module: gpt_partition
 short_description: Lay out a whole disk as GPT with aligned partitions (ESP, swap, nix) for an impermanent install
 version_added: 0.1.0
 author:
-  - impermanent.nixos maintainers (@impermanent-nixos)
+  - impermanent.nixos contributors (!UNKNOWN)
 description:
   - Writes a GPT partition table with the partitions in O(partitions), in order, numbered from 1
     (step 3 of the install), and waits until the kernel (and udev, where it runs) shows them.
@@ -51,17 +51,17 @@ description:
     missing) and runs C(udevadm settle) when udev is running.
   - Needs C(sfdisk), C(blkid), C(lsblk) (util-linux) and C(partprobe) (parted) or C(partx) on the target.
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - impermanent.nixos.attributes
 attributes:
   check_mode:
-    support: full
     details: Returns the planned partitions and the commands it would run; the script is checked with
       C(sfdisk --no-act), which opens the disk read-only.
   diff_mode:
     support: full
     details: The table before and the planned table, one line per partition.
-  platform:
-    platforms: posix
+requirements:
+  - util-linux (C(sfdisk), C(blkid), C(lsblk); C(partx) when parted is missing) on the target
+  - parted (C(partprobe)), optional
 options:
   device:
     description:
@@ -146,6 +146,11 @@ notes:
     V(/dev/mmcblk0p1), V(/dev/loop0p1)); the P(impermanent.nixos.partition_path#filter) filter computes them
     without running this module.
 seealso:
+  - module: community.general.parted
+    description: Creates one partition per task at the positions it is given; gpt_partition writes the whole table
+      at once on the disk's optimal alignment and refuses a disk in use or the running system's own.
+  - module: community.general.filesystem
+    description: Makes the file systems on the partitions (the impermanent.nixos.disk role runs it after this module).
   - plugin: impermanent.nixos.partition_path
     plugin_type: filter
   - name: GPT partition type GUIDs

@@ -36,17 +36,17 @@ description:
   - The PARTUUID of a swap device given by UUID, label or device path is looked up with C(blkid) on the target, so
     run the module where the disk is attached (the live system, after C(nixos-generate-config)).
 author:
-  - impermanent.nixos maintainers (@impermanent-nixos)
+  - impermanent.nixos contributors (!UNKNOWN)
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - impermanent.nixos.attributes
 attributes:
   check_mode:
-    support: full
     details: With O(stand_in), also before the file exists (the plan is then made on a stand-in).
   diff_mode:
     support: full
-  platform:
-    platforms: posix
+requirements:
+  - util-linux (C(blkid)) on the target, for O(swap_random_encryption)
+  - nix (C(nix-instantiate)), optional, for O(validate)
 options:
   path:
     description:
@@ -118,6 +118,9 @@ options:
 notes:
   - Only the Python standard library is needed on the target; C(blkid) is needed for O(swap_random_encryption).
 seealso:
+  - module: ansible.builtin.lineinfile
+    description: Edits lines by regular expression; hwconfig_patch parses the Nix file and keeps the rest of it
+      byte for byte.
   - module: impermanent.nixos.tmpfs_root
 """
 

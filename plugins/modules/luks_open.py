@@ -12,7 +12,7 @@ module: luks_open
 short_description: Format a blank device with LUKS (once) and open it as /dev/mapper/NAME
 version_added: 0.1.0
 author:
-  - impermanent.nixos maintainers (@impermanent-nixos)
+  - impermanent.nixos contributors (!UNKNOWN)
 description:
   - Opens the LUKS device O(device) as C(/dev/mapper/NAME) (O(state=opened)), or closes the mapping
     (O(state=closed)).
@@ -36,16 +36,16 @@ description:
     through every layer - a holder in C(/sys/class/block/*/holders) (dm-crypt, LVM, MD), a loop device backed by
     it (for an image file, attached to it) - or any of them mounted or active swap.
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - impermanent.nixos.attributes
 attributes:
   check_mode:
-    support: full
     details: Returns the commands it would run; formats, opens and closes nothing (it may test the key, read-only).
       With O(pending=true) it plans for a device that an earlier step would create.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
+requirements:
+  - cryptsetup (LUKS2 needs cryptsetup 2) on the target
+  - util-linux (C(blkid)) on the target
 options:
   device:
     description:
@@ -126,6 +126,9 @@ options:
     type: bool
     default: false
 seealso:
+  - module: community.crypto.luks_device
+    description: The general LUKS module; luks_open is the install step only (format a blank device, never a
+      header with a key slot, then open), with a check-mode plan for a partition an earlier task would create.
   - module: impermanent.nixos.tmpfs_root
 """
 
@@ -188,7 +191,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity, parse_blkid_export
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
 from ansible_collections.impermanent.nixos.plugins.module_utils._inuse import UsageProbe
 from ansible_collections.impermanent.nixos.plugins.module_utils import _luks as luks
@@ -227,7 +230,7 @@ class LuksReader:
         if rc != 0:
             raise CommandError("blkid -p %s failed (rc=%s): %s" % (device, rc, err.strip()), rc=rc, stdout=out,
                                stderr=err)
-        return luks.content_signature(luks.parse_blkid_export(out))
+        return luks.content_signature(parse_blkid_export(out))
 
     def facts(self, device, name, pending=False):
         status = self.status(name)

@@ -12,7 +12,7 @@ module: nixos_flake_install
 short_description: Run C(nixos-install) from a flake, once
 version_added: 0.1.0
 author:
-  - impermanent.nixos maintainers (@impermanent-nixos)
+  - impermanent.nixos contributors (!UNKNOWN)
 description:
   - Runs C(nixos-install --flake REF#HOST --root ROOT --no-root-passwd) with flakes enabled through
     E(NIX_CONFIG) (C(experimental-features = nix-command flakes), merged line by line with an E(NIX_CONFIG) the
@@ -26,16 +26,16 @@ description:
     (for a plain directory or a C(git+file://) ref), has a C(flake.nix), and that the host name appears in it.
   - Remote flake refs (C(github:), C(git+https://), ...) are passed to C(nixos-install) unchecked and unstaged.
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - impermanent.nixos.attributes
 attributes:
   check_mode:
-    support: full
     details: Returns the files it would stage and the command it would run; runs nothing that writes. With
       O(pending=true) it plans the command for a flake that earlier steps would create.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
+requirements:
+  - C(nixos-install) and nix with flakes on the target (a NixOS live system has both)
+  - git on the target, for a flake in a git repository
 options:
   flake:
     description:

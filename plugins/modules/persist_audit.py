@@ -13,7 +13,7 @@ module: persist_audit
 short_description: Find what lives on a tmpfs root but is not persisted (and what persist holds that root does not)
 version_added: 0.1.0
 author:
-  - impermanent.nixos maintainers (@impermanent-nixos)
+  - impermanent.nixos contributors (!UNKNOWN)
 description:
   - Answers the question of the install guide's step "finding what to persist", which runs
     C(rsync -amvxx --dry-run --no-links --exclude '/tmp/*' --exclude '/root/*' / /nix/persist/),
@@ -71,15 +71,12 @@ options:
     choices: [unpersisted, orphaned, both]
     default: unpersisted
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - impermanent.nixos.attributes
 attributes:
   check_mode:
-    support: full
     details: The module never changes anything; check mode runs the same read-only audit.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
 notes:
   - Read-only, C(changed) is always V(false). Run it as root (C(become)) to read every directory; unreadable
     directories are reported in RV(errors) and the walk goes on.

@@ -12,7 +12,7 @@ module: tmpfs_root
 short_description: Mount a tmpfs root with boot, nix and bind-mounted persisted paths for an impermanent install
 version_added: 0.1.0
 author:
-  - impermanent.nixos maintainers (@impermanent-nixos)
+  - impermanent.nixos contributors (!UNKNOWN)
 description:
   - Builds the mount layout an impermanent NixOS is installed into, from a live system
     (steps 6 and 7 of the install).
@@ -31,16 +31,15 @@ description:
   - With O(state=unmounted) it tears the layout down in reverse order (swap, binds, boot, nix, tmpfs), and does
     nothing when nothing is mounted. It refuses when O(root) has mounts below it that are not part of the layout.
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - impermanent.nixos.attributes
 attributes:
   check_mode:
-    support: full
     details: Returns the steps and the commands it would run; mounts and creates nothing. With O(pending_devices) it
       plans for devices that an earlier step would create.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
+requirements:
+  - util-linux (C(mount), C(umount), C(swapon), C(swapoff), C(blkid)) on the target
 options:
   root:
     description:
@@ -119,6 +118,9 @@ notes:
   - Mounts that an earlier, unrelated tmpfs on O(root) had hidden become visible again after O(state=unmounted)
     removes it; a second run with O(state=unmounted) removes them if they are on the layout's mount points.
 seealso:
+  - module: ansible.posix.mount
+    description: Mounts one file system and edits fstab; tmpfs_root builds the whole install layout (tmpfs root,
+      ESP, nix, bind mounts, swap) from mountinfo and writes no fstab.
   - module: impermanent.nixos.luks_open
 """
 

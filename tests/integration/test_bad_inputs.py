@@ -62,7 +62,7 @@ class Env(object):
         self.p = dict((p["name"], p["path"]) for p in self.parts)
         assert all(os.path.exists(p) for p in self.p.values()), self.p
         rc, res = run_module("impermanent.nixos.luks_open", dict(device=self.p["nix"], passphrase=PASS, format=True,
-                                                                   state="closed", **CHEAP))
+                                                                 state="closed", **CHEAP))
         assert rc == 0 and res.get("formatted"), res
         sh("mkfs.ext4", "-q", "-L", "notluks", self.small.device)
         # a by-id style link to the wrong disk, for the identity pins
@@ -239,7 +239,7 @@ CASES = [
                                                        ("nix", "100%", "linux"))),
      ["force"]),
     ("gpt-whole-disk-ext4-without-force", GPT, gpt(layout(("esp", "16MiB", "esp"), ("nix", "100%", "linux")),
-                                                  device=lambda e: e.small.device),
+                                                   device=lambda e: e.small.device),
      ["ext4", "Nothing was written", "force=true"]),
     ("gpt-expect-size-differs", GPT, gpt(expect={"size": "3GiB"}),
      ["is not the disk pinned by expect", "size is %d bytes, not %d" % (2 * GIB, 3 * GIB), "Fix device or expect"]),

@@ -169,7 +169,7 @@ def test_starter_with_defaults_evaluates_and_installs(target):
         }}},
         # no users declared: users stay mutable (NixOS refuses mutableUsers = false with nobody able to log in)
         "services": {"openssh": {"enable": True, "settings": {"PermitRootLogin": "no",
-                                                               "PasswordAuthentication": False}}},
+                                                              "PasswordAuthentication": False}}},
         "home-manager": {"useGlobalPkgs": True, "useUserPackages": True},
         "system": {"stateVersion": "25.05"},
     }

@@ -81,7 +81,7 @@ def check_plan(out, disk, root, luks, gpt):
     # the partition table, byte offsets as gpt_partition plans them, and its commands
     for p in gpt["partitions"]:
         line = "  %d %s %s start=%d end=%d size=%d type=%s" % (p["number"], p["name"], p["path"], p["start"], p["end"],
-                                                              p["size"], p["type"])
+                                                               p["size"], p["type"])
         assert line in out, line
     would_run(out, "sfdisk --lock --wipe always --wipe-partitions always %s" % disk.device)
     assert "+label: gpt" in out  # gpt_partition's diff

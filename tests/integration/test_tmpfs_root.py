@@ -89,7 +89,7 @@ def test_mounted_rerun_and_unmounted(layout):
     assert set(res["created_dirs"]) == set([root] + ["%s/%s" % (root, d) for d in (
         "boot", "nix", "etc/nixos", "var/log", "nix/persist/etc/nixos", "nix/persist/var/log")])
     assert [m["target"] for m in res["mounts"]] == [root, root + "/boot", root + "/etc/nixos", root + "/nix",
-                                                   root + "/var/log"]
+                                                    root + "/var/log"]
     assert res["commands"][0] == "mount -t tmpfs -o size=64m,mode=755 tmpfs '%s'" % root
     assert res["commands"][-1] == "swapon LABEL=%s" % layout.swap_label
 

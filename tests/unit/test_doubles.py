@@ -25,7 +25,6 @@ FIXTURES = os.path.join(HERE, "fixtures", "flake")
 FLAKES_ON = "experimental-features = nix-command flakes"
 
 
-
 @pytest.fixture(autouse=True)
 def nix_instantiate():
     """The doubles' Nix output is checked by Nix: without nix-instantiate these tests fail rather than skip."""

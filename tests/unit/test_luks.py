@@ -5,6 +5,7 @@ import os
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils import _luks as luks
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_blkid_export
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "luks")
 DEVICE = "/dev/vda3"
@@ -27,7 +28,7 @@ def test_dump_luks2_pbkdf2():
     assert info["label"] == "nixos-crypt"
     assert info["subsystem"] is None
     assert info["cipher"] == "aes-xts-plain64"
-    assert info["uuid"] == luks.parse_blkid_export(captured("blkid_luks2")[1])["UUID"]
+    assert info["uuid"] == parse_blkid_export(captured("blkid_luks2")[1])["UUID"]
     assert info["keyslots"] == [dict(slot=0, pbkdf="pbkdf2", iterations=1000, time_cost=None, memory=None,
                                      threads=None)]
 
@@ -88,21 +89,21 @@ def test_status_other_failure_is_an_error():
 def test_blkid_real_captures():
     rc, out, _err = captured("blkid_ext4")
     assert rc == 0
-    probe = luks.parse_blkid_export(out)
+    probe = parse_blkid_export(out)
     assert probe["TYPE"] == "ext4" and probe["LABEL"] == "nixos"
     assert luks.describe_signature(probe).startswith("an ext4 file system (LABEL=nixos, UUID=")
     rc, out, _err = captured("blkid_blank")
-    assert rc == 2 and luks.parse_blkid_export(out) == {}
+    assert rc == 2 and parse_blkid_export(out) == {}
     assert int(read("isluks_blank.rc")) == 1
 
 
 def test_fresh_partition_is_blank():
     """blkid -p on a blank GPT partition prints its table entry (PART_ENTRY_*), which is not content."""
     rc, out, _err = captured("blkid_fresh_partition")
-    probe = luks.parse_blkid_export(out)
+    probe = parse_blkid_export(out)
     assert rc == 0 and probe["PART_ENTRY_NAME"] == "nix"
     assert luks.content_signature(probe) == {}
-    ext4 = luks.content_signature(luks.parse_blkid_export(captured("blkid_ext4")[1]))
+    ext4 = luks.content_signature(parse_blkid_export(captured("blkid_ext4")[1]))
     assert ext4["TYPE"] == "ext4" and ext4["LABEL"] == "nixos"
 
 
@@ -161,7 +162,7 @@ def test_key_errors(kw):
 # -- planner -----------------------------------------------------------------------------------------------------
 INACTIVE = luks.parse_status(*captured("status_inactive"))
 ACTIVE = luks.parse_status(*captured("status_active"))
-EXT4 = luks.parse_blkid_export(captured("blkid_ext4")[1])
+EXT4 = parse_blkid_export(captured("blkid_ext4")[1])
 DUMP1 = luks.parse_luks_dump(read("luksdump_luks1.txt"))
 DUMP2 = luks.parse_luks_dump(read("luksdump_luks2_pbkdf2.txt"))
 

@@ -164,7 +164,6 @@ def test_walk_reaches_every_string_token(path):
     assert seen == strings
 
 
-
 # Valid and invalid snippets; free variables are bound by a leading `with {};` as Nix checks them at parse time.
 SNIPPETS = [
     "''a ''' b ''$ c ''\\n d ${e} ''", "''a '' b''", "''unterminated ''' ", '"a\\"', '"x ${ "}" }"',
