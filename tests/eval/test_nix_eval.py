@@ -69,7 +69,8 @@ STARTERS = {
     "nobinds": {"layout_persist": []},
 }
 # which hardware configurations each starter meets (the bind mounts come from the same layout_persist)
-PAIRS = [(s, h) for s in ("defaults", "users", "custom-lists", "empty-lists") for h in LAYOUTS if h != "luks-swap-nobinds"]
+PAIRS = [(s, h) for s in ("defaults", "users", "custom-lists", "empty-lists")
+         for h in LAYOUTS if h != "luks-swap-nobinds"]
 PAIRS += [("nobinds", "luks-swap-nobinds")]
 # A starter input broken on purpose: a directory persisted twice (flake_persist_directories lists it twice).
 BROKEN_STARTER = {"layout_persist": BINDS,

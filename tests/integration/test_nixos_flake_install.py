@@ -216,8 +216,10 @@ def test_check_mode_runs_nothing(scratch):
 
 
 # swap.nix's assertion (the real NixOS module, evaluated by the kit behind the nix double)
-SWAP_BY_UUID_RANDOM = HARDWARE_NIX.replace("}\n", """  swapDevices = [ { device = "/dev/disk/by-uuid/3f040604-aaa5-4d75-82ab-5192b8b45e5b";
-                   randomEncryption.enable = true; } ];
+SWAP_BY_UUID_RANDOM = HARDWARE_NIX.replace("}\n", """  swapDevices = [ {
+    device = "/dev/disk/by-uuid/3f040604-aaa5-4d75-82ab-5192b8b45e5b";
+    randomEncryption.enable = true;
+  } ];
 }
 """)
 
