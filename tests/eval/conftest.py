@@ -16,5 +16,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line("nix-eval: SKIPPED, %s" % skip)
         return
     terminalreporter.write_line(
-        "nix-eval: %d configurations evaluated with the %s oracle (%s): no failed assertion, no warning%s" % (
-            len(done), name, detail, ", no path mounted twice" if name == "kit" else ""))
+        "nix-eval: %d configurations evaluated with the %s oracle (%s): no failed assertion, no warning, "
+        "no path mounted twice (the kit's report)" % (len(done), name, detail))

@@ -49,7 +49,7 @@ def choose():
     """(name, detail, skip_reason): the oracle to use, or why there is none."""
     nixpkgs = find_nixpkgs()
     if nixpkgs:
-        return "nixpkgs", "real nixpkgs at %s (flake outputs -> toplevel.drvPath)" % nixpkgs, None
+        return "nixpkgs", "nixpkgs at %s (flake outputs -> toplevel.drvPath)" % nixpkgs, None
     if shutil.which("nix-instantiate") is None:
         return None, None, ("no oracle: neither a real nixpkgs (IMPERMANENT_NIXPKGS or <nixpkgs>) nor "
                             "nix-instantiate for the vendored kit (Debian: nix-bin; scripts/setup-host.sh installs it)")
