@@ -16,7 +16,8 @@ What is evaluated:
 
 Each must evaluate with no failed assertion, no warning and no path mounted twice. The oracle (tests/eval/oracle.py)
 is a real nixpkgs when one is at hand, else the vendored offline kit (tests/nix-eval); the double-mount check always
-reads the kit's report (impermanence's generated mount units). Without nix-instantiate the layer skips and says why. The oracle used and the number of configurations evaluated are printed at the end.
+reads the kit's report (impermanence's generated mount units). Without nix-instantiate the layer skips and says why.
+The oracle used and the number of configurations evaluated are printed at the end.
 """
 import glob
 import json
