@@ -18,12 +18,13 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export IMPERMANENT_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup doctor host venv build ee-context lint sanity unit integration molecule test test-fast demo bench clean
+.PHONY: help setup doctor host venv build ee-context lint sanity unit integration eval molecule test test-fast demo bench clean
 
 help:
 	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
-	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, molecule)"
-	@echo "make test-fast  unit + integration only"
+	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, eval, molecule)"
+	@echo "make test-fast  unit + integration + eval only"
+	@echo "make eval       evaluate every configuration the collection writes against NixOS option declarations"
 	@echo "make doctor     check every precondition the tests rely on (make setup runs it)"
 	@echo "make bench      benchmarks (ratios against the seed's commands)"
 
@@ -74,12 +75,18 @@ unit: build
 integration: build host
 	$(BIN)/pytest -q tests/integration
 
+# Every configuration the collection writes (starter variants x layouts, the check-mode plan's version, the files a
+# previous Molecule run brought back), evaluated by real nixpkgs when at hand, else by the vendored offline kit
+# tests/nix-eval; prints the oracle and the number of configurations evaluated (tests/eval/test_nix_eval.py).
+eval: build host
+	$(BIN)/pytest -q -rs tests/eval
+
 molecule: build host
 	bash tests/run-molecule.sh
 
-test-fast: setup unit integration
+test-fast: setup unit integration eval
 
-test: setup lint sanity unit integration molecule
+test: setup lint sanity unit integration eval molecule
 
 demo: setup build
 	bash scripts/demo.sh

@@ -294,6 +294,34 @@ def install_argv(binary, flake_ref, host, root, no_root_passwd=True, extra_args=
     return argv
 
 
+# nixos-install arguments that change what the flake evaluates to, so the pre-install evaluation passes them on:
+# name -> how many values follow it.
+EVAL_PASSED_ARGS = {"--option": 2, "--override-input": 2, "--impure": 0, "--show-trace": 0, "--offline": 0}
+
+
+def toplevel_attr(host):
+    """The attribute nixos-install builds: ``nixosConfigurations."HOST".config.system.build.toplevel``."""
+    return 'nixosConfigurations."%s".config.system.build.toplevel' % host
+
+
+def eval_argv(binary, flake_ref, host, extra_args=None):
+    """``nix eval --raw --no-write-lock-file REF#nixosConfigurations."HOST".config.system.build.toplevel.drvPath``
+    plus the nixos-install ``extra_args`` that matter to the evaluation (EVAL_PASSED_ARGS). Evaluation only: the
+    .drv path is computed, nothing is built, and no flake.lock is written into the flake."""
+    argv = [binary, "eval", "--raw", "--no-write-lock-file",
+            "%s#%s.drvPath" % (flake_ref.ref, toplevel_attr(host))]
+    extra = [str(a) for a in (extra_args or [])]
+    i = 0
+    while i < len(extra):
+        width = EVAL_PASSED_ARGS.get(extra[i])
+        if width is None:
+            i += 1
+            continue
+        argv.extend(extra[i:i + 1 + width])
+        i += 1 + width
+    return argv
+
+
 SECRET_OPTIONS = ("access-tokens", "netrc-file")
 
 

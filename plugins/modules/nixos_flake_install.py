@@ -25,12 +25,21 @@ description:
   - Before running it checks, for a flake on the target, that the directory exists, is in a git repository
     (for a plain directory or a C(git+file://) ref), has a C(flake.nix), and that the host name appears in it.
   - Remote flake refs (C(github:), C(git+https://), ...) are passed to C(nixos-install) unchecked and unstaged.
+  - "Pre-install gate: after staging and before C(nixos-install), the module evaluates what C(nixos-install) would
+    build, C(nix eval --raw --no-write-lock-file REF#nixosConfigurations.\"HOST\".config.system.build.toplevel.drvPath)
+    (same E(NIX_CONFIG), and the C(--option), C(--override-input), C(--impure), C(--show-trace) and C(--offline)
+    arguments of O(extra_args)). When that fails (a failed NixOS assertion, a type error, an unknown option, a
+    missing file) the module stops with Nix's message and nothing is installed. Evaluation builds nothing and
+    writes no C(flake.lock); it may fetch the flake's inputs into the live system's store, as C(nixos-install)
+    would. C(nix) missing on the target is an error (C(nixos-install) cannot work without it either)."
 extends_documentation_fragment:
   - impermanent.nixos.attributes
 attributes:
   check_mode:
-    details: Returns the files it would stage and the command it would run; runs nothing that writes. With
-      O(pending=true) it plans the command for a flake that earlier steps would create.
+    details: Returns the files it would stage and the command it would run; runs nothing that writes. The
+      pre-install evaluation runs in check mode too (it only reads), except with O(pending=true) (the flake is
+      not there yet) or when files would first be staged (the flake does not see them yet); a warning says so.
+      With O(pending=true) it plans the command for a flake that earlier steps would create.
   diff_mode:
     support: none
 requirements:
@@ -157,6 +166,19 @@ host:
   returned: always
   type: str
   sample: laptop
+drv_path:
+  description: The C(.drv) path of the system's toplevel that the pre-install evaluation printed; V(null) when
+    it did not run (install skipped, or check mode could not evaluate yet).
+  returned: always
+  type: str
+  sample: /nix/store/0c7mx6lvqfnbg1d2ifz6sf0xa3m3sfsw-nixos-system-laptop-25.05.drv
+eval_cmd:
+  description: The pre-install evaluation command (C(nix eval ...)), secrets masked; V(null) when none was planned.
+  returned: always
+  type: list
+  elements: str
+  sample: [/run/current-system/sw/bin/nix, eval, --raw, --no-write-lock-file,
+           '/mnt/etc/nixos#nixosConfigurations."laptop".config.system.build.toplevel.drvPath']
 commands:
   description: Commands that changed something (or would, in check mode), shell-quoted.
   returned: always
@@ -185,6 +207,7 @@ class InstallPlan(object):
         self.repo_top = None
         self.staged = []
         self.argv = None
+        self.eval_argv = None
         self.nix_config = None
         self.warnings = []
 
@@ -225,7 +248,25 @@ class InstallPlanner(object):
         result.argv = flake.install_argv(
             self.runner.find("nixos-install"), ref, host, root, p["no_root_passwd"], p["extra_args"])
         result.nix_config = flake.merge_nix_config(os.environ.get("NIX_CONFIG"))
+        self.plan_gate(ref, host, result)
         return result
+
+    def plan_gate(self, ref, host, result):
+        """The pre-install evaluation (``nix eval`` of the toplevel's drvPath), or a warning why check mode
+        cannot run it yet."""
+        if self.module.check_mode and (self.params["pending"] or result.staged):
+            result.warnings.append(
+                "check mode: the configuration was not evaluated (nix eval of nixosConfigurations.%s's toplevel): "
+                "%s; the real run evaluates it before nixos-install" % (
+                    host, "the flake is not there yet" if self.params["pending"] else
+                    "files it needs are not staged yet (%s)" % ", ".join(result.staged)))
+            return
+        nix = self.runner.find("nix", required=False)
+        if nix is None:
+            raise CommandError(
+                "nix is not on the target's PATH, so the configuration cannot be evaluated before nixos-install "
+                "(which needs nix as well): run from a NixOS live system, or put nix on the PATH")
+        result.eval_argv = flake.eval_argv(nix, ref, host, self.params["extra_args"])
 
     def check_target(self, ref, host, root, result):
         if not os.path.isdir(root):
@@ -287,7 +328,8 @@ class InstallPlanner(object):
 
 
 class InstallExecutor(object):
-    """Stages, then runs nixos-install; in check mode only records what it would run."""
+    """Stages, evaluates the toplevel (the pre-install gate), then runs nixos-install; in check mode it records
+    what it would run and evaluates only when nothing needs staging first."""
 
     def __init__(self, module, runner, planner):
         self.module = module
@@ -303,9 +345,10 @@ class InstallExecutor(object):
             if stage_argv:
                 self.runner.plan(stage_argv)
             self.runner.plan(shown)
-            return None
+            return self.evaluate(plan), None
         if stage_argv:
             self.runner.run(stage_argv, what="git add")
+        drv_path = self.evaluate(plan)
         self.runner.plan(shown)  # recorded masked; run unrecorded below
         rc, out, err = self.runner.run(plan.argv, check_rc=False, record=False,
                                        environ={"NIX_CONFIG": plan.nix_config})
@@ -317,7 +360,24 @@ class InstallExecutor(object):
                 msg += " " + hint
             msg += "\nLast lines of its output:\n" + "\n".join(tail)
             raise CommandError(msg, rc=rc, stdout=out, stderr=err, cmd=self.runner.quote(shown))
-        return tail
+        return drv_path, tail
+
+    def evaluate(self, plan):
+        """The pre-install gate: evaluate the toplevel nixos-install would build; stop with Nix's error."""
+        if plan.eval_argv is None:
+            return None
+        shown = flake.redact_argv(plan.eval_argv)
+        rc, out, err = self.runner.run(plan.eval_argv, check_rc=False, record=False,
+                                       environ={"NIX_CONFIG": plan.nix_config})
+        if rc == 0:
+            return out.strip()
+        _rel, hint = flake.missing_source_hint(err, plan.repo_top)
+        msg = ("The configuration nixosConfigurations.%s does not evaluate, so nixos-install was not run and "
+               "nothing was installed (nix eval rc=%s)." % (plan.host, rc))
+        if hint:
+            msg += " " + hint
+        msg += "\nNix says:\n" + "\n".join(flake.log_tail("", err))
+        raise CommandError(msg, rc=rc, stdout=out, stderr=err, cmd=self.runner.quote(shown))
 
 
 def main():
@@ -336,7 +396,8 @@ def main():
     )
     runner = CommandRunner(module)
     planner = InstallPlanner(module, runner)
-    result = dict(changed=False, staged=[], skipped_reason=None, commands=runner.commands, host=module.params["host"])
+    result = dict(changed=False, staged=[], skipped_reason=None, commands=runner.commands, host=module.params["host"],
+                  drv_path=None, eval_cmd=None)
     plan = None
     try:
         plan = planner.plan()
@@ -348,11 +409,14 @@ def main():
             module.exit_json(**result)
         result["cmd"] = flake.redact_argv(plan.argv)
         result["staged"] = plan.staged
-        tail = InstallExecutor(module, runner, planner).execute(plan)
+        if plan.eval_argv:
+            result["eval_cmd"] = flake.redact_argv(plan.eval_argv)
+        result["drv_path"], tail = InstallExecutor(module, runner, planner).execute(plan)
     except CommandError as e:
         failed = dict(result, **e.fail_kwargs())
         failed["cmd"] = shlex.split(e.cmd) if e.cmd else result.get("cmd")
-        if plan is not None and plan.argv and failed["cmd"] == flake.redact_argv(plan.argv):
+        ran = [flake.redact_argv(a) for a in (plan.argv, plan.eval_argv) if a] if plan is not None else []
+        if failed["cmd"] in ran:
             failed["log_tail"] = failed["stdout_lines"] = flake.log_tail(e.stdout, e.stderr)
         module.fail_json(**failed)
     result["changed"] = True

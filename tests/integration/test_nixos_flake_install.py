@@ -9,8 +9,10 @@ not told about the double; it finds `nixos-install` on PATH like on a live ISO. 
 """
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -211,6 +213,80 @@ def test_check_mode_runs_nothing(scratch):
         assert f.read() == before
     assert os.stat(index).st_mtime_ns == stat_before
     assert s.calls() == [] and not os.path.lexists(s.profile)
+
+
+# swap.nix's assertion (the real NixOS module, evaluated by the kit behind the nix double)
+SWAP_BY_UUID_RANDOM = HARDWARE_NIX.replace("}\n", """  swapDevices = [ {
+    device = "/dev/disk/by-uuid/3f040604-aaa5-4d75-82ab-5192b8b45e5b";
+    randomEncryption.enable = true;
+  } ];
+}
+""")
+
+
+def test_gate_stops_a_configuration_that_fails_an_assertion(scratch):
+    """The pre-install gate: `nix eval` of the toplevel's drvPath (the nix TEST DOUBLE, answering with the
+    evaluation kit's verdict) fails on swap.nix's assertion, so nixos-install never runs."""
+    s = scratch()
+    s.write("hardware-configuration.nix", SWAP_BY_UUID_RANDOM)
+    rc, res = install(s)
+    assert rc != 0 and res.get("failed") is True, res
+    assert "does not evaluate, so nixos-install was not run and nothing was installed" in res["msg"]
+    assert "Failed assertions:" in res["msg"]
+    assert ('You cannot use swap device "/dev/disk/by-uuid/3f040604-aaa5-4d75-82ab-5192b8b45e5b" with '
+            'randomEncryption enabled.') in res["msg"]
+    assert res["cmd"][1:4] == ["eval", "--raw", "--no-write-lock-file"]
+    assert res["cmd"][4] == '%s#nixosConfigurations."testhost".config.system.build.toplevel.drvPath' % s.flake
+    assert res["log_tail"] == res["stdout_lines"] and any("Failed assertions" in x for x in res["log_tail"])
+    assert [c["tool"] for c in s.calls()] == ["nix"] and s.calls()[0]["rc"] == 1
+    assert s.calls()[0]["NIX_CONFIG"] == "experimental-features = nix-command flakes"
+    assert not os.path.lexists(s.profile) and not os.path.exists(os.path.join(s.root, "etc/NIXOS"))
+    # the staging before the gate happened (the flake must see the file it evaluates); nothing else
+    assert "hardware-configuration.nix" in s.tracked()
+
+
+def test_gate_passes_evaluates_before_installing_and_check_mode_evaluates(scratch):
+    s = scratch()
+    git(s.repo, "add", "hardware-configuration.nix")  # nothing to stage: check mode can evaluate
+    rc, res = install(s, check=True)
+    assert rc == 0, res
+    assert re.match(r"^/nix/store/[0-9a-z]{32}-nixos-system-testhost-double\.drv$", res["drv_path"]), res
+    assert [c["tool"] for c in s.calls()] == ["nix"] and not os.path.lexists(s.profile)
+    rc, res = install(s)
+    assert rc == 0, res
+    assert res["drv_path"].endswith("-nixos-system-testhost-double.drv")
+    assert [c["tool"] for c in s.calls()] == ["nix", "nix", "nixos-install"]
+    assert res["eval_cmd"][0].endswith("/nix") and "nix eval" not in " ".join(res["commands"])
+    # skipped install: no gate either
+    rc, res = install(s)
+    assert rc == 0 and res["changed"] is False and res["drv_path"] is None and res["eval_cmd"] is None, res
+    assert len(s.calls()) == 3
+
+
+def test_check_mode_with_files_to_stage_does_not_evaluate(scratch):
+    s = scratch()
+    s.write("hardware-configuration.nix", SWAP_BY_UUID_RANDOM)  # would fail the gate, if it ran
+    rc, res = install(s, check=True)
+    assert rc == 0, res
+    assert res["drv_path"] is None and s.calls() == []
+    assert any("was not evaluated" in w and "not staged yet (hardware-configuration.nix)" in w
+               for w in res.get("warnings", [])), res
+
+
+def test_gate_without_nix_on_the_target_fails(scratch, monkeypatch, tmp_path):
+    """No nix on PATH: an error before anything is staged or installed (nixos-install would need nix too)."""
+    s = scratch()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    os.symlink(os.path.join(DOUBLES, "nixos-install"), str(bin_dir / "nixos-install"))
+    for directory in ("/usr/bin", "/bin"):  # everything the system has, but nix
+        for name in os.listdir(directory):
+            if name != "nix" and not (bin_dir / name).exists():
+                os.symlink(os.path.join(directory, name), str(bin_dir / name))
+    monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.path.dirname(sys.executable))
+    rc, res = install(s)
+    assert rc != 0 and "nix is not on the target's PATH" in res["msg"], res
+    assert s.calls() == [] and "hardware-configuration.nix" not in s.tracked()
 
 
 @pytest.mark.parametrize("case, needle", [

@@ -21,6 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLES = os.path.join(os.path.dirname(HERE), "images", "doubles")
 GENERATE = os.path.join(DOUBLES, "nixos-generate-config")
 INSTALL = os.path.join(DOUBLES, "nixos-install")
+NIX = os.path.join(DOUBLES, "nix")
+KIT_CASES = os.path.join(os.path.dirname(HERE), "nix-eval", "tests", "cases")
 FIXTURES = os.path.join(HERE, "fixtures", "flake")
 FLAKES_ON = "experimental-features = nix-command flakes"
 
@@ -395,8 +397,69 @@ def test_install_path_ref_sees_untracked_files(scratch):
     assert f.install("--no-root-passwd").returncode == 0
 
 
+# ------------------------------------------------------------------ nix (eval)
+
+EVAL_FLAKE = """{
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  inputs.impermanence.url = "github:nix-community/impermanence";
+  outputs = { self, nixpkgs, impermanence, ... }: {
+    nixosConfigurations = nixpkgs.lib.genAttrs [ "box" ] (name: nixpkgs.lib.nixosSystem {
+      modules = [ ./hardware-configuration.nix ./configuration.nix impermanence.nixosModules.impermanence ];
+    });
+  };
+}
+"""
+TOPLEVEL = "#nixosConfigurations.%s.config.system.build.toplevel.drvPath"
+
+
+def eval_flake(scratch, case, host='"box"', nix_config=FLAKES_ON, stage=True):
+    flake = os.path.join(scratch, "flake")
+    os.makedirs(flake)
+    with open(os.path.join(flake, "flake.nix"), "w") as f:
+        f.write(EVAL_FLAKE)
+    for name in ("hardware-configuration.nix", "configuration.nix"):
+        shutil.copy(os.path.join(KIT_CASES, case, name), flake)
+    run(["git", "-C", flake, "init", "-q"])
+    run(["git", "-C", flake, "add"] + (["-A"] if stage else ["flake.nix"]))
+    env = {"IMPERMANENT_DOUBLES_LOG": os.path.join(scratch, "log")}
+    if nix_config:
+        env["NIX_CONFIG"] = nix_config
+    return run([NIX, "eval", "--raw", "--no-write-lock-file", flake + TOPLEVEL % host], env=env)
+
+
+def test_nix_eval_double_prints_a_drv_path(scratch):
+    proc = eval_flake(scratch, "good")
+    assert proc.returncode == 0, proc.stderr
+    assert re.match(r"^/nix/store/[0-9a-z]{32}-nixos-system-box-double\.drv$", proc.stdout)  # --raw: no newline
+    assert "TEST DOUBLE" in proc.stderr and "not the real nix" in proc.stderr
+    with open(os.path.join(scratch, "log")) as f:
+        call = json.loads(f.readline())
+    assert call["tool"] == "nix" and call["rc"] == 0 and call["host"] == "box" and call["kit_exit"] == 0
+    assert [os.path.basename(m) for m in call["modules"]] == [
+        "hardware-configuration.nix", "configuration.nix", "@impermanence"]
+
+
+@pytest.mark.parametrize("case, host, nix_config, stage, needles", [
+    ("bad-swap-randomencryption-by-uuid", '"box"', FLAKES_ON, True,
+     ["error:", "       Failed assertions:", "       - You cannot use swap device", "with randomEncryption enabled"]),
+    ("bad-duplicate-persisted-dir", "box", FLAKES_ON, True,
+     ["Failed assertions:", "The following directories were specified two or more", "/var/log"]),
+    ("bad-type-options-string", "box", FLAKES_ON, True, ["is not of type `non-empty (list of"]),
+    ("good", '"other"', FLAKES_ON, True, ["does not provide attribute", 'nixosConfigurations."other"']),
+    ("good", "box", "experimental-features = nix-command", True,
+     ["experimental Nix feature 'flakes' is disabled"]),
+    ("good", "box", None, True, ["experimental Nix feature 'nix-command' is disabled"]),
+    ("good", "box", FLAKES_ON, False, ["getting status of '/nix/store/", "-source/hardware-configuration.nix'"]),
+])
+def test_nix_eval_double_fails_like_nix(scratch, case, host, nix_config, stage, needles):
+    proc = eval_flake(scratch, case, host, nix_config, stage)
+    assert proc.returncode == 1 and proc.stdout == "", (proc.stdout, proc.stderr)
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
 def test_doubles_are_executable():
-    for path in (GENERATE, INSTALL):
+    for path in (GENERATE, INSTALL, NIX):
         assert os.stat(path).st_mode & stat.S_IXUSR, path
         with open(path) as f:
             assert f.readline() == "#!/usr/bin/env python3\n"

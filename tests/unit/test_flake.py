@@ -203,6 +203,23 @@ def test_install_argv_and_redaction():
         "nixos-install", "--flake", "git+file:///srv/cfg?dir=hosts#x", "--root", "/target"]
 
 
+def test_eval_argv_passes_only_what_changes_the_evaluation():
+    ref = flake.parse_flake_ref("git+file:///mnt/etc/nixos?dir=hosts")
+    argv = flake.eval_argv("/bin/nix", ref, "box.lan", [
+        "--no-bootloader", "--option", "access-tokens", "github.com=SECRET", "--impure", "--max-jobs", "4",
+        "--override-input", "nixpkgs", "path:/srv/nixpkgs", "--show-trace", "--no-root-passwd"])
+    assert argv == [
+        "/bin/nix", "eval", "--raw", "--no-write-lock-file",
+        'git+file:///mnt/etc/nixos?dir=hosts#nixosConfigurations."box.lan".config.system.build.toplevel.drvPath',
+        "--option", "access-tokens", "github.com=SECRET", "--impure",
+        "--override-input", "nixpkgs", "path:/srv/nixpkgs", "--show-trace"]
+    assert flake.redact_argv(argv)[7] == "********"
+    plain = flake.parse_flake_ref("/mnt/etc/nixos#x")
+    assert flake.eval_argv("nix", plain, "x") == [
+        "nix", "eval", "--raw", "--no-write-lock-file",
+        '/mnt/etc/nixos#nixosConfigurations."x".config.system.build.toplevel.drvPath']
+
+
 def test_log_tail():
     out = "\n".join("out %d" % i for i in range(100))
     assert flake.log_tail(out, "error: boom\n") == ["out %d" % i for i in range(41, 100)] + ["error: boom"]

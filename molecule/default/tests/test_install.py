@@ -12,6 +12,7 @@ the call the collection made, not a real NixOS build.
 import json
 import math
 import os
+import sys
 
 import pytest
 
@@ -348,6 +349,48 @@ def _double_calls(host, tool):
     assert log.exists, "the test doubles wrote no log: were they installed by prepare?"
     entries = [json.loads(line) for line in log.content_string.splitlines() if line.strip()]
     return [e for e in entries if e.get("tool") == tool]
+
+
+# --- steps 8-10: the files the guest got, evaluated against NixOS option declarations -------------------------
+
+def _repo():
+    here = os.path.dirname(os.path.realpath(__file__))
+    while here != "/" and not os.path.isfile(os.path.join(here, "galaxy.yml")):
+        here = os.path.dirname(here)
+    return os.environ.get("MOLECULE_PROJECT_DIRECTORY") or here
+
+
+def test_configuration_evaluates(host):
+    """The guest's hardware-configuration.nix (the nixos-generate-config double's, patched), configuration.nix and
+    flake.nix, brought back to $IMPERMANENT_TEST_LOGS/nixos-config/SCENARIO/HOST (`make eval` evaluates them again)
+    and evaluated here, on the controller, by the vendored kit (tests/nix-eval): no failed assertion, no warning,
+    no path mounted twice. And the collection's pre-install gate evaluated the same flake before nixos-install."""
+    repo = _repo()
+    sys.path.insert(0, os.path.join(repo, "tests", "eval"))
+    import oracle  # noqa: E402 (tests/eval/oracle.py, found through the repository)
+
+    logs = os.environ.get("IMPERMANENT_TEST_LOGS") or os.path.join(repo, ".build", "test-logs")
+    saved = os.path.join(logs, "nixos-config", os.environ.get("MOLECULE_SCENARIO_NAME", "default"),
+                         host.backend.get_hostname())
+    os.makedirs(saved, exist_ok=True)
+    for name in ("hardware-configuration.nix", "configuration.nix", "flake.nix"):
+        with open(os.path.join(saved, name), "w") as f:
+            f.write(host.file("/mnt/etc/nixos/" + name).content_string)
+    assert oracle.choose()[0] is not None, "no NixOS oracle on the controller: %s" % oracle.choose()[2]
+    rc, report = oracle.run_kit(os.path.join(saved, "hardware-configuration.nix"),
+                                os.path.join(saved, "configuration.nix"))
+    assert rc == 0, (saved, report.get("failedAssertions"), report.get("evalError"), report.get("sectionErrors"))
+    assert report["failedAssertions"] == [] and report["warnings"] == [], report
+    assert oracle.double_mounts(report) == [], oracle.double_mounts(report)
+    # every nixos-install (once here; twice in molecule/reinstall) came right after a passing evaluation
+    events = sorted(_double_calls(host, "nix") + _double_calls(host, "nixos-install"), key=lambda c: c["time"])
+    installs = [i for i, c in enumerate(events) if c["tool"] == "nixos-install"]
+    assert installs, events
+    for i in installs:
+        gate = events[i - 1] if i else None
+        assert gate is not None and gate["tool"] == "nix" and gate["rc"] == 0, events
+        assert gate["argv"][1:4] == ["eval", "--raw", "--no-write-lock-file"]
+        assert gate["kit_exit"] == 0 and gate["warnings"] == [], gate
 
 
 def test_nixos_install_called_once(host, hv):
