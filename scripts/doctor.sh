@@ -55,6 +55,7 @@ mmdebstrap mmdebstrap
 xorriso xorriso
 ssh openssh-client
 ssh-keygen openssh-client
+shellcheck shellcheck
 EOF
 
 for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd; do
