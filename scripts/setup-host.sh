@@ -11,6 +11,8 @@ APT_PACKAGES=(
   pkg-config libvirt-dev gcc
   # to make the small ISO that tests/integration/test_vm_playbook.py boots playbooks/vm.yml from
   xorriso
+  # xmllint, which virt-xml-validate runs (tests/integration/test_libvirt_vm_xml.py validates the domain XML)
+  libxml2-utils
 )
 
 missing=()
