@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""impermanent.nixos.libvirt_vm defines and starts a guest for people: QEMU user mode without ``restrict``, SPICE.
+
+A small guest (256 MiB, no disk, no ISO: OVMF alone) is defined and started through the role with
+``libvirt_vm_network: user`` and ``libvirt_vm_display: spice``. The domain libvirt reports (``virsh dumpxml``) must
+hold the SPICE graphics listening on 127.0.0.1 only, the agent's ``spicevmc`` channel, the video device and the
+unrestricted user-mode netdev; the running QEMU must say the same (``info network``: ``restrict=off``, ``info
+spice``: 127.0.0.1), and the role's result must name the display and the forwarded port. The guest is destroyed
+and undefined with its NVRAM afterwards, also when the test fails. The libvirt-network and bridge modes are only
+rendered and validated (test_libvirt_vm_xml.py): the test machines start no guest on them. Needs root and a
+running libvirtd (``scripts/setup-host.sh``).
+"""
+import json
+import os
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import PlaybookResult, _env
+
+NAME = "impermanent-itest-spice"
+PORT = 22431
+IMAGES_DIR = "/var/lib/libvirt/images/impermanent-nixos"
+VM_DIR = os.path.join(IMAGES_DIR, "vms", NAME)
+URI = "qemu:///system"
+QEMU_NS = {"qemu": "http://libvirt.org/schemas/domain/qemu/1.0"}
+
+
+def virsh(*args):
+    return subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True, check=False)
+
+
+def remove():
+    if NAME in virsh("list", "--all", "--name").stdout.split():
+        virsh("destroy", NAME)
+        virsh("undefine", "--nvram", NAME)
+    shutil.rmtree(VM_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def guest_name():
+    if os.geteuid() != 0 or virsh("version").returncode != 0:
+        pytest.fail("needs root and a running libvirtd: run scripts/setup-host.sh")
+    remove()
+    yield NAME
+    remove()
+    assert NAME not in virsh("list", "--all", "--name").stdout.split()
+
+
+def test_user_mode_spice_guest(guest_name, tmp_path):
+    playbook = tmp_path / "guest.yml"
+    playbook.write_text(json.dumps([{
+        "name": "A guest for people", "hosts": "localhost", "gather_facts": False,
+        "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        "tasks": [
+            {"name": "Define and start it", "ansible.builtin.include_role": {"name": "impermanent.nixos.libvirt_vm"},
+             "vars": {"libvirt_vm_name": guest_name, "libvirt_vm_memory_mib": 256, "libvirt_vm_vcpus": 1,
+                      "libvirt_vm_accel": "tcg", "libvirt_vm_network": "user", "libvirt_vm_display": "spice",
+                      "libvirt_vm_ssh_port": PORT, "libvirt_vm_wait_for_ssh": False}},
+            {"name": "Show the result", "ansible.builtin.debug": {"var": "libvirt_vm_info"}},
+        ]}]))
+    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)],
+                          capture_output=True, text=True, env=_env(), check=False)
+    result = PlaybookResult(proc)
+    assert result.rc == 0 and result.failed == 0, "%s\n%s" % (proc.stdout[-6000:], proc.stderr[-2000:])
+    info = result.task("Show the result")["libvirt_vm_info"]
+
+    assert virsh("domstate", guest_name).stdout.strip() == "running"
+    dump = virsh("dumpxml", guest_name)
+    assert dump.returncode == 0, dump.stderr
+    dom = ET.fromstring(dump.stdout)
+
+    graphics = dom.findall("devices/graphics")
+    assert [g.get("type") for g in graphics] == ["spice"]
+    assert [ls.get("address") for ls in graphics[0].findall("listen")] == ["127.0.0.1"]
+    assert graphics[0].get("listen") == "127.0.0.1"
+    port = int(graphics[0].get("port"))
+    assert port > 0, "libvirt gives the started guest's SPICE server a port"
+    channels = [(c.get("type"), c.find("target").get("name")) for c in dom.findall("devices/channel")]
+    assert ("spicevmc", "com.redhat.spice.0") in channels
+    assert [v.find("model").get("type") for v in dom.findall("devices/video")] == ["virtio"]
+    assert dom.findall("devices/tpm") == [] and dom.findall("devices/interface") == []
+
+    netdevs = [a.get("value") for a in dom.findall("qemu:commandline/qemu:arg", QEMU_NS)
+               if a.get("value").startswith("user,")]
+    assert netdevs == ["user,id=hostnet0,hostfwd=tcp:127.0.0.1:%d-:22" % PORT]
+
+    # what the running QEMU does, not only what the definition says
+    network = virsh("qemu-monitor-command", guest_name, "--hmp", "info network")
+    assert network.returncode == 0, network.stderr
+    assert "type=user" in network.stdout and "restrict=off" in network.stdout, network.stdout
+    spice = virsh("qemu-monitor-command", guest_name, "--hmp", "info spice")
+    assert spice.returncode == 0, spice.stderr
+    assert "127.0.0.1:%d" % port in spice.stdout, spice.stdout
+
+    assert info["network"] == "user"
+    assert (info["ssh_host"], int(info["ssh_port"])) == ("127.0.0.1", PORT)
+    assert info["address_source"] == "forwarded port 127.0.0.1:%d" % PORT
+    assert info["display"] == "spice://127.0.0.1:%d" % port
+    assert info["tpm"] is False
