@@ -10,61 +10,35 @@ and undefined with its NVRAM afterwards, also when the test fails. The libvirt-n
 rendered and validated (test_libvirt_vm_xml.py): the test machines start no guest on them. Needs root and a
 running libvirtd (``scripts/setup-host.sh``).
 """
-import json
-import os
-import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import PlaybookResult, _env
+from conftest import remove_guest, require_libvirt, run_tasks, virsh
 
 NAME = "impermanent-itest-spice"
 PORT = 22431
-IMAGES_DIR = "/var/lib/libvirt/images/impermanent-nixos"
-VM_DIR = os.path.join(IMAGES_DIR, "vms", NAME)
-URI = "qemu:///system"
 QEMU_NS = {"qemu": "http://libvirt.org/schemas/domain/qemu/1.0"}
-
-
-def virsh(*args):
-    return subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True, check=False)
-
-
-def remove():
-    if NAME in virsh("list", "--all", "--name").stdout.split():
-        virsh("destroy", NAME)
-        virsh("undefine", "--nvram", NAME)
-    shutil.rmtree(VM_DIR, ignore_errors=True)
 
 
 @pytest.fixture
 def guest_name():
-    if os.geteuid() != 0 or virsh("version").returncode != 0:
-        pytest.fail("needs root and a running libvirtd: run scripts/setup-host.sh")
-    remove()
+    require_libvirt()
+    remove_guest(NAME)
     yield NAME
-    remove()
+    remove_guest(NAME)
     assert NAME not in virsh("list", "--all", "--name").stdout.split()
 
 
 def test_user_mode_spice_guest(guest_name, tmp_path):
-    playbook = tmp_path / "guest.yml"
-    playbook.write_text(json.dumps([{
-        "name": "A guest for people", "hosts": "localhost", "gather_facts": False,
-        "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
-        "tasks": [
-            {"name": "Define and start it", "ansible.builtin.include_role": {"name": "impermanent.nixos.libvirt_vm"},
-             "vars": {"libvirt_vm_name": guest_name, "libvirt_vm_memory_mib": 256, "libvirt_vm_vcpus": 1,
-                      "libvirt_vm_accel": "tcg", "libvirt_vm_network": "user", "libvirt_vm_display": "spice",
-                      "libvirt_vm_ssh_port": PORT, "libvirt_vm_wait_for_ssh": False}},
-            {"name": "Show the result", "ansible.builtin.debug": {"var": "libvirt_vm_info"}},
-        ]}]))
-    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)],
-                          capture_output=True, text=True, env=_env(), check=False)
-    result = PlaybookResult(proc)
-    assert result.rc == 0 and result.failed == 0, "%s\n%s" % (proc.stdout[-6000:], proc.stderr[-2000:])
+    result = run_tasks(tmp_path / "guest.yml", [
+        {"name": "Define and start it", "ansible.builtin.include_role": {"name": "impermanent.nixos.libvirt_vm"},
+         "vars": {"libvirt_vm_name": guest_name, "libvirt_vm_memory_mib": 256, "libvirt_vm_vcpus": 1,
+                  "libvirt_vm_accel": "tcg", "libvirt_vm_network": "user", "libvirt_vm_display": "spice",
+                  "libvirt_vm_ssh_port": PORT, "libvirt_vm_wait_for_ssh": False}},
+        {"name": "Show the result", "ansible.builtin.debug": {"var": "libvirt_vm_info"}},
+    ], play_vars={"ansible_python_interpreter": "{{ ansible_playbook_python }}"})
+    assert result.rc == 0 and result.failed == 0, "%s\n%s" % (result.stdout[-6000:], result.stderr[-2000:])
     info = result.task("Show the result")["libvirt_vm_info"]
 
     assert virsh("domstate", guest_name).stdout.strip() == "running"

@@ -9,7 +9,6 @@ software TPM (on/off). The callers that existed before the network/display choic
 rendered by the role before the change). Needs ``virt-xml-validate`` (libvirt-clients), not libvirtd.
 """
 import itertools
-import json
 import os
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import HERE, PlaybookResult, _env
+from conftest import HERE, run_tasks
 
 FIXTURES = os.path.join(HERE, "fixtures", "libvirt_vm")
 IMAGES = "/srv/impermanent-images"
@@ -72,14 +71,9 @@ def render(tmp_path, cases):
         tasks.append({"name": "Write " + name,
                       "ansible.builtin.copy": {"content": "{{ libvirt_vm_xml }}", "dest": str(out / (name + ".xml")),
                                                "mode": "0644"}})
-    playbook = tmp_path / "render.yml"
-    playbook.write_text(json.dumps([{"name": "Render domain XML", "hosts": "localhost", "gather_facts": False,
-                                     "tasks": tasks}]))
-    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)],
-                          capture_output=True, text=True, env=_env(), check=False)
-    result = PlaybookResult(proc)
-    assert result.rc == 0 and result.failed == 0, "rendering failed:\n%s\n%s" % (proc.stdout[-6000:],
-                                                                                 proc.stderr[-3000:])
+    result = run_tasks(tmp_path / "render.yml", tasks)
+    assert result.rc == 0 and result.failed == 0, "rendering failed:\n%s\n%s" % (result.stdout[-6000:],
+                                                                                 result.stderr[-3000:])
     return {name: (out / (name + ".xml")).read_text() for name in cases}
 
 
@@ -236,14 +230,9 @@ def test_bad_choices_are_refused(tmp_path):
                                                                  "tasks_from": "xml.yml",
                                                                  "apply": {"ignore_errors": True}},
               "vars": dict(ISO_INSTALL, **bad)} for bad, _ in bad_cases]
-    playbook = tmp_path / "bad.yml"
-    playbook.write_text(json.dumps([{"name": "Render", "hosts": "localhost", "gather_facts": False,
-                                     "tasks": tasks}]))
-    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)],
-                          capture_output=True, text=True, env=_env(), check=False)
-    result = PlaybookResult(proc)
+    result = run_tasks(tmp_path / "bad.yml", tasks)
     failures = [task["hosts"]["localhost"].get("msg", "") for play in result.data["plays"] for task in play["tasks"]
                 if task["hosts"].get("localhost", {}).get("failed")]
-    assert len(failures) == len(bad_cases), proc.stdout[-3000:]
+    assert len(failures) == len(bad_cases), result.stdout[-3000:]
     for (bad, message), failure in zip(bad_cases, failures):
         assert message in failure, (bad, failure)

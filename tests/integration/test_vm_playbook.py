@@ -20,18 +20,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import PlaybookResult, _env
+from conftest import LIBVIRT_IMAGES_DIR as IMAGES_DIR, PlaybookResult, _env, remove_guest, require_libvirt, virsh
 
 NAME = "impermanent-itest-vm"
 PORT = 22429
 SERIAL = "itestdisk"
-IMAGES_DIR = "/var/lib/libvirt/images/impermanent-nixos"
 VM_DIR = os.path.join(IMAGES_DIR, "vms", NAME)
-URI = "qemu:///system"
-
-
-def virsh(*args):
-    return subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True, check=False)
 
 
 def vm_playbook(**extra_vars):
@@ -45,17 +39,9 @@ def vm_playbook(**extra_vars):
     return result
 
 
-def remove_leftovers():
-    if NAME in virsh("list", "--all", "--name").stdout.split():
-        virsh("destroy", NAME)
-        virsh("undefine", "--nvram", NAME)
-    shutil.rmtree(VM_DIR, ignore_errors=True)
-
-
 @pytest.fixture
 def iso():
-    if os.geteuid() != 0 or virsh("version").returncode != 0:
-        pytest.fail("needs root and a running libvirtd: run scripts/setup-host.sh")
+    require_libvirt()
     if shutil.which("xorriso") is None:
         pytest.fail("xorriso is missing: run scripts/setup-host.sh")
     os.makedirs(IMAGES_DIR, exist_ok=True)
@@ -68,9 +54,9 @@ def iso():
     path = os.path.join(work, "test.iso")
     subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "IMPERMANENT_TEST", "-o", path, content],
                    check=True, capture_output=True)
-    remove_leftovers()
+    remove_guest(NAME)
     yield path
-    remove_leftovers()
+    remove_guest(NAME)
     shutil.rmtree(work, ignore_errors=True)
 
 
