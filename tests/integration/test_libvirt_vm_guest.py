@@ -6,15 +6,18 @@ A small guest (256 MiB, no disk, no ISO: OVMF alone) is defined and started thro
 hold the SPICE graphics listening on 127.0.0.1 only, the agent's ``spicevmc`` channel, the video device and the
 unrestricted user-mode netdev; the running QEMU must say the same (``info network``: ``restrict=off``, ``info
 spice``: 127.0.0.1), and the role's result must name the display and the forwarded port. The guest is destroyed
-and undefined with its NVRAM afterwards, also when the test fails. The libvirt-network and bridge modes are only
-rendered and validated (test_libvirt_vm_xml.py): the test machines start no guest on them. Needs root and a
-running libvirtd (``scripts/setup-host.sh``).
+and undefined with its NVRAM afterwards, also when the test fails. A software TPM on a host without swtpm is
+refused before anything is defined or created. The libvirt-network and bridge modes are only rendered and
+validated (test_libvirt_vm_xml.py): the test machines start no guest on them. Needs root and a running libvirtd
+(``scripts/setup-host.sh``).
 """
+import os
+import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import remove_guest, require_libvirt, run_tasks, virsh
+from conftest import LIBVIRT_IMAGES_DIR, remove_guest, require_libvirt, run_tasks, virsh
 
 NAME = "impermanent-itest-spice"
 PORT = 22431
@@ -74,3 +77,18 @@ def test_user_mode_spice_guest(guest_name, tmp_path):
     assert info["address_source"] == "the port QEMU user mode forwards to the guest"
     assert info["display"] == "spice://127.0.0.1:%d" % port
     assert info["tpm"] is False
+
+
+def test_tpm_without_swtpm_is_refused_before_anything_exists(guest_name, tmp_path):
+    if shutil.which("swtpm") is not None:
+        pytest.skip("swtpm is installed here: the refusal needs a host without it")
+    result = run_tasks(tmp_path / "tpm.yml", [
+        {"name": "Define and start it", "ansible.builtin.include_role": {"name": "impermanent.nixos.libvirt_vm"},
+         "vars": {"libvirt_vm_name": guest_name, "libvirt_vm_memory_mib": 256, "libvirt_vm_accel": "tcg",
+                  "libvirt_vm_network": "user", "libvirt_vm_tpm": True, "libvirt_vm_ssh_port": PORT,
+                  "libvirt_vm_wait_for_ssh": False}},
+    ])
+    assert result.rc != 0
+    assert "libvirt_vm_tpm is on but swtpm is not installed" in result.stdout, result.stdout[-3000:]
+    assert guest_name not in virsh("list", "--all", "--name").stdout.split(), "nothing defined"
+    assert not os.path.exists(os.path.join(LIBVIRT_IMAGES_DIR, "vms", guest_name)), "nothing created"
