@@ -56,6 +56,8 @@ xorriso xorriso
 ssh openssh-client
 ssh-keygen openssh-client
 shellcheck shellcheck
+virt-xml-validate libvirt-clients
+xmllint libxml2-utils
 EOF
 
 for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd; do

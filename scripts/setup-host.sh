@@ -14,6 +14,8 @@ APT_PACKAGES=(
   xorriso
   # ansible-test sanity's shellcheck test (make sanity)
   shellcheck
+  # xmllint, which virt-xml-validate runs (tests/integration/test_libvirt_vm_xml.py validates the domain XML)
+  libxml2-utils
 )
 
 missing=()

@@ -76,6 +76,38 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False):
     return PlaybookResult(proc)
 
 
+def run_tasks(path, tasks, play_vars=None):
+    """ansible-playbook on localhost for one play of ``tasks`` (written as JSON to ``path``); a PlaybookResult."""
+    play = {"name": "Test play", "hosts": "localhost", "gather_facts": False, "tasks": tasks}
+    if play_vars:
+        play["vars"] = play_vars
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump([play], f)
+    return run_playbook(str(path))
+
+
+LIBVIRT_URI = "qemu:///system"
+# where impermanent.nixos.libvirt_vm keeps a guest's files (its default libvirt_vm_images_dir)
+LIBVIRT_IMAGES_DIR = "/var/lib/libvirt/images/impermanent-nixos"
+
+
+def virsh(*args):
+    return subprocess.run(["virsh", "-c", LIBVIRT_URI] + list(args), capture_output=True, text=True, check=False)
+
+
+def require_libvirt():
+    if os.geteuid() != 0 or virsh("version").returncode != 0:
+        pytest.fail("needs root and a running libvirtd: run scripts/setup-host.sh")
+
+
+def remove_guest(name):
+    """Power off and undefine the domain ``name`` with its NVRAM, and remove the role's directory of it."""
+    if name in virsh("list", "--all", "--name").stdout.split():
+        virsh("destroy", name)
+        virsh("undefine", "--nvram", name)
+    shutil.rmtree(os.path.join(LIBVIRT_IMAGES_DIR, "vms", name), ignore_errors=True)
+
+
 def run_module(module, args, check=False):
     """One module call, the way `ansible localhost -m impermanent.nixos.X -a ...` does it; returns (rc, result)."""
     argv = ["ansible", "localhost", "-i", "localhost,", "-c", "local", "-m", module, "-a", json.dumps(args)]

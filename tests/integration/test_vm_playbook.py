@@ -3,9 +3,11 @@
 
 A small ISO 9660 image is made with xorriso (it holds no boot loader: a NixOS ISO is far too large for a test).
 The playbook defines and starts a UEFI guest from it; the domain XML that libvirt reports is checked for the cdrom,
-the boot order (cdrom, then the blank disk), the non-Secure-Boot OVMF loader and a memory/vCPU share of 25-50%
-of this host, and the guest must be running. The firmware's own boot log on the serial console then shows that
-it tried the DVD-ROM before the disk. ``vm_state=absent`` must remove the domain, its NVRAM and its disk, and a
+the boot order (the blank disk, then the cdrom), the SPICE display the playbook turns on, the non-Secure-Boot OVMF
+loader and a memory/vCPU share of 25-50% of this host, and the guest must be running. The firmware's own boot log
+on the serial console then shows that it tried the blank disk, found nothing, and went on to the DVD-ROM. The
+playbook's default network (libvirt's NAT network) is replaced by QEMU user mode restricted: the test machines
+start no guest on a libvirt network. ``vm_state=absent`` must remove the domain, its NVRAM and its disk, and a
 second removal must change nothing. Needs root and a running libvirtd (``scripts/setup-host.sh``).
 """
 import os
@@ -18,18 +20,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import PlaybookResult, _env
+from conftest import LIBVIRT_IMAGES_DIR as IMAGES_DIR, PlaybookResult, _env, remove_guest, require_libvirt, virsh
 
 NAME = "impermanent-itest-vm"
 PORT = 22429
 SERIAL = "itestdisk"
-IMAGES_DIR = "/var/lib/libvirt/images/impermanent-nixos"
 VM_DIR = os.path.join(IMAGES_DIR, "vms", NAME)
-URI = "qemu:///system"
-
-
-def virsh(*args):
-    return subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True, check=False)
 
 
 def vm_playbook(**extra_vars):
@@ -43,17 +39,9 @@ def vm_playbook(**extra_vars):
     return result
 
 
-def remove_leftovers():
-    if NAME in virsh("list", "--all", "--name").stdout.split():
-        virsh("destroy", NAME)
-        virsh("undefine", "--nvram", NAME)
-    shutil.rmtree(VM_DIR, ignore_errors=True)
-
-
 @pytest.fixture
 def iso():
-    if os.geteuid() != 0 or virsh("version").returncode != 0:
-        pytest.fail("needs root and a running libvirtd: run scripts/setup-host.sh")
+    require_libvirt()
     if shutil.which("xorriso") is None:
         pytest.fail("xorriso is missing: run scripts/setup-host.sh")
     os.makedirs(IMAGES_DIR, exist_ok=True)
@@ -66,9 +54,9 @@ def iso():
     path = os.path.join(work, "test.iso")
     subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", "IMPERMANENT_TEST", "-o", path, content],
                    check=True, capture_output=True)
-    remove_leftovers()
+    remove_guest(NAME)
     yield path
-    remove_leftovers()
+    remove_guest(NAME)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -86,14 +74,14 @@ def boot_order(disk):
 def test_vm_from_iso_then_absent(iso):
     started = time.monotonic()
     result = vm_playbook(vm_name=NAME, vm_iso=iso, vm_disk_gib=2, vm_disk_serial=SERIAL, vm_ssh_port=PORT,
-                         vm_memory_percent=25)
+                         vm_memory_percent=25, vm_network="user_restricted")
     assert result.changed > 0
 
     dump = virsh("dumpxml", NAME)
     assert dump.returncode == 0, dump.stderr
     dom = ET.fromstring(dump.stdout)
 
-    # cdrom: our ISO, read-only, first in the boot order; the blank disk second
+    # cdrom: our ISO, read-only, second in the boot order; the blank disk first (it boots once installed)
     disks = dom.findall("devices/disk")
     cdroms = [d for d in disks if d.get("device") == "cdrom"]
     assert len(cdroms) == 1
@@ -103,8 +91,17 @@ def test_vm_from_iso_then_absent(iso):
     assert len(blank) == 1, "only the blank disk: no root overlay in ISO mode"
     assert blank[0].findtext("serial") == SERIAL
     assert blank[0].find("source").get("file") == os.path.join(VM_DIR, "disk-%s.qcow2" % SERIAL)
-    assert boot_order(cdroms[0]) == 1 and boot_order(blank[0]) == 2
+    assert boot_order(blank[0]) == 1 and boot_order(cdroms[0]) == 2
     assert dom.find("os/boot") is None and dom.find("os/kernel") is None, "per-device boot order only"
+
+    # a display for people: SPICE on 127.0.0.1 only, the agent's channel, a video device
+    graphics = dom.findall("devices/graphics")
+    assert [g.get("type") for g in graphics] == ["spice"]
+    assert [ls.get("address") for ls in graphics[0].findall("listen")] == ["127.0.0.1"]
+    assert ("spicevmc", "com.redhat.spice.0") in [(c.get("type"), c.find("target").get("name"))
+                                                  for c in dom.findall("devices/channel")]
+    assert len(dom.findall("devices/video")) == 1
+    assert dom.findall("devices/interface") == [], "no libvirt network on the test machines"
 
     # OVMF without Secure Boot
     loader = dom.find("os/loader")
@@ -126,21 +123,21 @@ def test_vm_from_iso_then_absent(iso):
 
     assert virsh("domstate", NAME).stdout.strip() == "running"
 
-    # the firmware tries the DVD-ROM first, then the disk (OVMF logs its boot attempts on the serial console)
+    # the firmware tries the blank disk first, then the DVD-ROM (OVMF logs its boot attempts on the serial console)
     console = os.path.join(VM_DIR, "console.log")
     log = ""
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
         with open(console, encoding="utf-8", errors="replace") as f:
             log = f.read()
-        if re.search(r"BdsDxe: (loading|failed to load) Boot\d+ \"UEFI Misc Device", log):
+        if re.search(r"BdsDxe: (loading|failed to load) Boot\d+ \"UEFI QEMU DVD-ROM", log):
             break
         time.sleep(2)
-    # e.g. BdsDxe: failed to load Boot0001 "UEFI QEMU DVD-ROM QM00001 " from ...: Not Found  (no boot loader on it)
-    #      BdsDxe: failed to load Boot0002 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x1,0x0)/...: Not Found  (blank)
+    # e.g. BdsDxe: failed to load Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x1,0x0)/...: Not Found  (blank)
+    #      BdsDxe: failed to load Boot0002 "UEFI QEMU DVD-ROM QM00001 " from ...: Not Found  (no boot loader on it)
     attempts = re.findall(r"BdsDxe: (?:loading|failed to load) Boot\d+ \"([^\"]+)\"", log)
     assert len(attempts) >= 2, "no boot attempts on the serial console:\n%s" % log[-2000:]
-    assert "DVD-ROM" in attempts[0] and attempts[1] == "UEFI Misc Device", attempts
+    assert attempts[0] == "UEFI Misc Device" and "DVD-ROM" in attempts[1], attempts
 
     vm_playbook(vm_name=NAME, vm_state="absent")
     assert NAME not in virsh("list", "--all", "--name").stdout.split()
