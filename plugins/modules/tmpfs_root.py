@@ -190,11 +190,27 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._command import 
 from ansible_collections.impermanent.nixos.plugins.module_utils._layout import (
     PENDING, Facts, LayoutError, LayoutPlanner, Spec)
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import MountTable, parse_swaps
+from ansible_collections.impermanent.nixos.plugins.module_utils._paths import (
+    PathError, creatable_dir, resolve_beneath)
 
 MOUNTINFO = "/proc/self/mountinfo"
 SWAPS = "/proc/swaps"
 MEMINFO = "/proc/meminfo"
 _TAGS = ("LABEL=", "UUID=", "PARTUUID=", "PARTLABEL=")
+LINK_ADVICE = ("the layout's mount points and persisted directories must be real directories (a mount made through "
+               "a link lands somewhere else, and every later run would stack another one); replace the link with "
+               "a directory. Nothing was changed")
+
+
+def check_layout_path(spec, path):
+    """Refuse ``path`` (below ROOT) unless every component is a real directory below ROOT or does not exist."""
+    try:
+        found = resolve_beneath(spec.root, path, allow_links=False, link_advice=LINK_ADVICE)
+    except PathError as e:
+        raise LayoutError(str(e) + ".")
+    if found.kind not in ("dir", "missing"):
+        raise LayoutError("%s exists and is not a directory, but the layout needs a directory there; move it away. "
+                          "Nothing was changed." % path)
 
 
 def _read(path):
@@ -256,15 +272,27 @@ class SystemReader:
                 ident = self.identity(mount.source)
                 if ident is not None:
                     source_devno[mount.source] = ident
-        paths = [spec.root, spec.at("/boot"), spec.at("/nix")]
-        paths += [spec.at(p) for p in spec.persist] + [spec.persist_source(p) for p in spec.persist]
+        paths = [spec.root] + spec.mount_points() + [spec.persist_source(p) for p in spec.persist]
+        why = creatable_dir(spec.root)
+        if why:
+            raise LayoutError("root: %s. The root must not exist, be an empty directory, or be a tmpfs this module "
+                              "mounted; nothing was changed." % why)
+        mounted = table.visible(spec.root) is not None
+        if mounted:
+            # on a fresh tmpfs nothing exists below ROOT yet; on ours, every path must stay on real directories
+            # (a teardown reads only the mount points)
+            for path in paths[1:] if spec.state == "mounted" else spec.mount_points():
+                check_layout_path(spec, path)
         dirs = set(p for p in paths if os.path.isdir(p))
         modes = {}
+        root_entries = []
         if os.path.isdir(spec.root):
             modes[spec.root] = stat.S_IMODE(os.stat(spec.root).st_mode)
+            if not mounted:
+                root_entries = os.listdir(spec.root)
         return Facts(table, devno=devno, swaps=self.swaps() if spec.swap_device else (),
                      memtotal_kib=self.memtotal_kib(), page_size=os.sysconf("SC_PAGE_SIZE"), dirs=dirs,
-                     modes=modes, source_devno=source_devno)
+                     modes=modes, source_devno=source_devno, root_entries=root_entries)
 
     @staticmethod
     def layout_mounts(spec):
@@ -277,15 +305,28 @@ class SystemReader:
 
 
 class LayoutExecutor:
-    """Runs a plan's steps in order through the CommandRunner; mkdir steps only when the directory is missing."""
+    """Runs a plan's steps in order through the CommandRunner; mkdir steps only when the directory is missing.
 
-    def __init__(self, runner, check_mode):
+    Right before each mkdir, mount and bind it checks the paths again (:func:`check_layout_path`): what lies on
+    a file system the run has only just mounted (the persisted directories on nix) is seen only then.
+    """
+
+    def __init__(self, runner, check_mode, spec):
         self.runner = runner
         self.check_mode = check_mode
+        self.spec = spec
         self.created_dirs = []
+
+    def guard(self, step):
+        if self.check_mode or step.kind not in ("mkdir", "mount", "bind", "umount") or step.target == self.spec.root:
+            return
+        check_layout_path(self.spec, step.target)
+        if step.kind == "bind":
+            check_layout_path(self.spec, step.argv[-2])
 
     def run(self, plan):
         for step in plan.steps:
+            self.guard(step)
             if step.kind == "mkdir":
                 if self.check_mode:
                     self.created_dirs.append(step.target)
@@ -328,7 +369,7 @@ def main():
         reader = SystemReader(runner)
         pending = set(p["pending_devices"]) if module.check_mode else set()
         plan = LayoutPlanner(spec, reader.facts(spec, pending)).plan()
-        executor = LayoutExecutor(runner, module.check_mode)
+        executor = LayoutExecutor(runner, module.check_mode, spec)
         executor.run(plan)
     except LayoutError as e:
         module.fail_json(msg=str(e), commands=runner.commands)
