@@ -62,8 +62,8 @@ def resolve_beneath(root, path, allow_links=True, link_advice=None, lstat=os.lst
     * a link's target, or a ``..``, leads out of ``root`` (also when a later link would lead back in),
     * links loop (more than :data:`MAX_LINKS`),
     * an existing component that is not a directory has more components after it,
-    * ``allow_links`` is false and any component below ``root`` is a link (``link_advice`` says why that is
-      refused).
+    * ``allow_links`` is false and any component below ``root`` is a link, even one that stays inside it
+      (``link_advice`` says why that is refused; a link out of the root is reported as such first).
 
     Components that do not exist end the checks: what follows them does not exist either and would be created
     as plain directories. Returns a :class:`Resolved`.
@@ -107,9 +107,6 @@ def resolve_beneath(root, path, allow_links=True, link_advice=None, lstat=os.lst
                 raise PathError("%s: too many levels of symbolic links below %s (a loop; the last one followed "
                                 "is %s -> %s)" % (path, root, nxt, target))
             links.append((nxt, target))
-            if not allow_links:
-                raise PathError("%s is a symbolic link to %s%s" % (nxt, target,
-                                                                   "; " + link_advice if link_advice else ""))
             parts = _parts(target)
             if target.startswith("/"):
                 # absolute: the machine's own /; only a target spelled below the root stays inside it
@@ -130,6 +127,10 @@ def resolve_beneath(root, path, allow_links=True, link_advice=None, lstat=os.lst
             raise PathError("%s is not a directory (it is a %s), so %s cannot be below it" %
                             (nxt, "regular file" if kind == "file" else "special file", path))
         cur = nxt
+    if links and not allow_links:
+        # followed to the end all the same, so that a link out of the root is reported as that
+        raise PathError("%s is a symbolic link to %s%s" % (links[0][0], links[0][1],
+                                                           "; " + link_advice if link_advice else ""))
     return Resolved(cur, links, missing, kind)
 
 

@@ -45,6 +45,8 @@ options:
   root:
     description:
       - Where the new system's C(/) is mounted. Not V(/).
+      - It must not exist, be an empty directory, or be a tmpfs this module mounted there (see the notes for how
+        that is told); anything else (a directory with files, V(/dev/shm), V(/run), a regular file) is refused.
     type: path
     default: /mnt
   size:
@@ -56,6 +58,8 @@ options:
   mode:
     description:
       - Permissions of the tmpfs root directory, an octal string such as V(755) or V(0755).
+      - Not V(1777), the kernel's default, which C(/proc/self/mountinfo) does not show (the module could not tell
+        its own tmpfs from one like C(/dev/shm) on the next run).
     type: str
     default: '755'
   boot_device:
@@ -114,6 +118,19 @@ options:
     elements: str
     default: []
 notes:
+  - "A tmpfs on O(root) counts as one this module mounted when C(/proc/self/mountinfo) shows what
+    C(mount -t tmpfs -o size=SIZE,mode=MODE tmpfs ROOT) leaves: source C(tmpfs), none of the per-mount flags
+    C(ro), C(nosuid), C(nodev), C(noexec), no file system options but C(size=), C(mode=) (which must be shown)
+    and C(inode64); and when nothing else is in the way: no other file system mounted below it apart from the
+    layout's own mount points, and no overlay using a directory on it (like a live ISO's C(/nix/.rw-store)).
+    Otherwise it is refused and nothing is changed: no remount, no C(chmod)."
+  - Every path it creates, mounts on or unmounts below O(root) (C(boot), C(nix), each persisted path and its
+    directory below O(persist_dir)) must consist of real directories below O(root). A symbolic link on the way is
+    refused and named (in check mode too), whether it leads out of O(root) (C(ROOT/var) linked to the live
+    system's C(/var) would mount over the live C(/var/log)) or stays inside (a mount made through it would land
+    elsewhere and every later run would stack another one). The directories on O(nix_device) are checked again
+    right after it is mounted, before anything is created or bind-mounted there.
+  - A path that exists but is not a directory (O(root) itself, C(ROOT/boot), ...) is refused, in check mode too.
   - Device numbers are compared, not names, so V(/dev/mapper/crypted), V(/dev/dm-0) and V(LABEL=nixos) all match
     the same mount. A V(LABEL=...) style spec that matches several devices is an error.
   - Mounts that an earlier, unrelated tmpfs on O(root) had hidden become visible again after O(state=unmounted)

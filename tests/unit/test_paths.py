@@ -84,6 +84,11 @@ def test_links_can_be_refused_altogether(tree):
     os.symlink("var", root + "/v")
     with pytest.raises(PathError, match=r"/v is a symbolic link to var; make it a directory"):
         resolve_beneath(root, root + "/v/log", allow_links=False, link_advice="make it a directory")
+    # a link out of the root is reported as that, also where links are refused anyway
+    os.symlink("v", root + "/w")
+    os.symlink(_out, root + "/var/out")
+    with pytest.raises(PathError, match=r"/var/out is a symbolic link to .*, which is outside"):
+        resolve_beneath(root, root + "/w/out/x", allow_links=False, link_advice="make it a directory")
 
 
 def test_loops_are_refused(tree):
