@@ -134,11 +134,6 @@ def resolve_beneath(root, path, allow_links=True, link_advice=None, lstat=os.lst
     return Resolved(cur, links, missing, kind)
 
 
-def resolve_all(root, paths, **kwargs):
-    """:func:`resolve_beneath` for each path; a dict path -> Resolved (the first refusal raises)."""
-    return dict((p, resolve_beneath(root, p, **kwargs)) for p in paths)
-
-
 def first_existing(path, lexists=os.path.lexists):
     """The nearest of ``path`` and its ancestors that exists (``/`` at the latest)."""
     path = posixpath.normpath(path)

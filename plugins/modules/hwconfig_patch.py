@@ -53,7 +53,7 @@ options:
   root:
     description:
       - The root of the system being installed, for example V(/mnt). When given, O(path) must lie below it and
-        lead to a place below it: a directory on the way, or the file itself, that is a symbolic link out of
+        lead to a place below it. A directory on the way, or the file itself, that is a symbolic link out of
         O(root) (to the live system's C(/etc/nixos), say) is refused and named, in check mode too, and nothing is
         written. Links that stay below O(root) are followed.
       - Left out, O(path) is used as it is, and a link is followed wherever it leads.

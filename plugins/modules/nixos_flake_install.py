@@ -25,11 +25,12 @@ description:
   - Before running it checks, for a flake on the target, that the directory exists, is in a git repository
     (for a plain directory or a C(git+file://) ref), has a C(flake.nix), and that the host name appears in it.
   - Remote flake refs (C(github:), C(git+https://), ...) are passed to C(nixos-install) unchecked and unstaged.
-  - Paths below O(root) must lead to places below it. The module refuses, naming the link, when
-    C(ROOT/nix/var/nix/profiles/system) or a flake directory below O(root) is reached through a symbolic link out
-    of O(root) (C(ROOT/nix) linked to the live system's C(/nix) would make the live system's profile look like
-    an installed one), or when a flake below O(root) belongs to a git repository outside it. A flake outside
-    O(root) (on the live system) is used as it is.
+  - Paths below O(root) must lead to places below it. The module refuses, naming the link, when the directory
+    C(ROOT/nix/var/nix/profiles) or a flake directory below O(root) is reached through a symbolic link out of
+    O(root) (C(ROOT/nix) linked to the live system's C(/nix) would make the live system's profile look like an
+    installed one), or when a flake below O(root) belongs to a git repository outside it. The profile itself is
+    a link into the target's store and is only looked at, not followed. A flake outside O(root) (on the live
+    system) is used as it is.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -216,7 +217,8 @@ class InstallPlanner(object):
         result = InstallPlan(host)
         root = p["root"].rstrip("/") or "/"
         profile = os.path.join(root, PROFILE)
-        self.beneath(root, profile, "nixos-install writes the system there")
+        # the directories on the way; the profile itself is a link into the target's store, only looked at
+        self.beneath(root, os.path.dirname(profile), "nixos-install writes the system there")
         if os.path.lexists(profile) and not p["reinstall"]:
             result.skipped_reason = (
                 "%s exists (NixOS is already installed); set reinstall=true to install again" % profile)

@@ -32,7 +32,7 @@ description:
     RV(not_walked). A non-directory where the other side has a non-empty directory is reported in RV(differing)
     (type); rsync without C(--force) fails to replace it ("could not make way") and lists nothing.
   - O(root) and O(persist) may be symbolic links to directories. Like rsync, which is given C(SRC/) and C(DST/),
-    the module follows a link at the top of either side (and only there: links below it are never followed).
+    the module follows a link at the top of either side (and only there; links below it are never followed).
   - With O(direction=orphaned) the same comparison runs from O(persist) to O(root) (C(rsync ... /nix/persist/ /)),
     listing what persist holds that the running system does not have.
   - On a large tree (past a few thousand entries), walks disjoint subtrees in parallel worker processes, one per

@@ -216,18 +216,20 @@ MEMINFO = "/proc/meminfo"
 _TAGS = ("LABEL=", "UUID=", "PARTUUID=", "PARTLABEL=")
 LINK_ADVICE = ("the layout's mount points and persisted directories must be real directories (a mount made through "
                "a link lands somewhere else, and every later run would stack another one); replace the link with "
-               "a directory. Nothing was changed")
+               "a directory")
+UNCHANGED = "Nothing was changed."
+STOPPED = "Stopped before this step; the commands that ran before it are in commands."
 
 
-def check_layout_path(spec, path):
+def check_layout_path(spec, path, outcome=UNCHANGED):
     """Refuse ``path`` (below ROOT) unless every component is a real directory below ROOT or does not exist."""
     try:
         found = resolve_beneath(spec.root, path, allow_links=False, link_advice=LINK_ADVICE)
     except PathError as e:
-        raise LayoutError(str(e) + ".")
+        raise LayoutError("%s. %s" % (e, outcome))
     if found.kind not in ("dir", "missing"):
         raise LayoutError("%s exists and is not a directory, but the layout needs a directory there; move it away. "
-                          "Nothing was changed." % path)
+                          "%s" % (path, outcome))
 
 
 def _read(path):
@@ -337,9 +339,9 @@ class LayoutExecutor:
     def guard(self, step):
         if self.check_mode or step.kind not in ("mkdir", "mount", "bind", "umount") or step.target == self.spec.root:
             return
-        check_layout_path(self.spec, step.target)
+        check_layout_path(self.spec, step.target, STOPPED)
         if step.kind == "bind":
-            check_layout_path(self.spec, step.argv[-2])
+            check_layout_path(self.spec, step.argv[-2], STOPPED)
 
     def run(self, plan):
         for step in plan.steps:

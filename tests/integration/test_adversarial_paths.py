@@ -90,6 +90,21 @@ def nix_device(tmp_path_factory):
     disk.detach()
 
 
+class TemporaryMount:
+    """``with TemporaryMount(device, path) as path``: the device mounted there for the block, unmounted after it."""
+
+    def __init__(self, device, path):
+        self.device, self.path = device, path
+
+    def __enter__(self):
+        os.makedirs(self.path, exist_ok=True)
+        subprocess.run(["mount", self.device, self.path], check=True)
+        return self.path
+
+    def __exit__(self, *exc):
+        subprocess.run(["umount", self.path], check=True)
+
+
 class Arena:
     """A scratch directory with ROOT (absent until a case makes it) and LIVE, which stands in for the live system."""
 
@@ -98,7 +113,8 @@ class Arena:
         self.root = os.path.join(self.base, "root")
         self.live = os.path.join(self.base, "live")
         self.nix = nix
-        self.persist_dir = "/nix/adv-%s" % uuid.uuid4().hex[:8]
+        self.on_nix = "adv-%s" % uuid.uuid4().hex[:8]   # PERSIST_DIR on the nix file system
+        self.persist_dir = "/nix/" + self.on_nix
         for d in ("var/log", "etc/nixos", "var/lib/nixos"):
             os.makedirs(os.path.join(self.live, d))
         with open(os.path.join(self.live, "var/log/messages"), "w") as f:
@@ -204,6 +220,26 @@ def test_persisted_directory_linked_to_the_live_system_is_refused(arena):
         os.unlink(source)  # on the shared nix disk
 
 
+def test_link_on_the_nix_disk_is_refused_right_after_mounting_it(arena):
+    # a fresh install onto a nix file system that already holds PERSIST_DIR/etc/nixos as a link to the live
+    # system: invisible until nix is mounted, so the check runs again before anything is created or bound there
+    with TemporaryMount(arena.nix, os.path.join(arena.base, "nixfs")) as nixfs:
+        os.makedirs(os.path.join(nixfs, arena.on_nix, "etc"))
+        os.symlink(os.path.join(arena.live, "etc/nixos"),
+                   os.path.join(nixfs, arena.on_nix, "etc/nixos"))
+    source = os.path.join(arena.root, arena.persist_dir.lstrip("/"), "etc/nixos")
+    live = snapshot(arena.live)
+    rc, res = arena.run()
+    assert rc != 0, res
+    assert "%s is a symbolic link to %s/etc/nixos, which is outside %s" % (source, arena.live, arena.root) \
+        in res["msg"] and "Stopped before this step" in res["msg"], res["msg"]
+    assert res["commands"][-1] == "mount %s %s/nix" % (arena.nix, arena.root)    # no bind, no mkdir after it
+    assert [line.split(" ")[2] for line in mounts_at_or_below(arena.base)] == [arena.root, arena.root + "/nix"]
+    assert snapshot(arena.live) == live
+    with TemporaryMount(arena.nix, os.path.join(arena.base, "nixfs")) as nixfs:
+        os.unlink(os.path.join(nixfs, arena.on_nix, "etc/nixos"))
+
+
 def test_persist_dir_linked_out_of_root_is_refused(arena):
     mounted_layout(arena)
     link = os.path.join(arena.root, "nix", "adv-link-%s" % uuid.uuid4().hex[:6])
@@ -276,7 +312,8 @@ FOREIGN_TMPFS = {
     # name: (source, mount options, what the message says)
     "like /dev/shm (mode 1777)": ("tmpfs", "size=16m", "its mode is the kernel's default 1777"),
     "like /run (nosuid,nodev)": ("tmpfs", "nosuid,nodev,size=16m,mode=755", "it is mounted nosuid,nodev"),
-    "like /run/user (uid, gid)": ("tmpfs", "size=16m,mode=700,uid=1000,gid=100", "it has options the module never sets (uid=1000,gid=100)"),
+    "like /run/user (uid, gid)": ("tmpfs", "size=16m,mode=700,uid=1000,gid=100",
+                                  "it has options the module never sets (uid=1000,gid=100)"),
     "mounted by hand (source none)": ("none", "size=16m,mode=755", "its source is 'none'"),
     "read-only": ("tmpfs", "ro,size=16m,mode=755", "it is mounted ro"),
     "noexec": ("tmpfs", "noexec,size=16m,mode=755", "it is mounted noexec"),
