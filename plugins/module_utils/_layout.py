@@ -23,6 +23,7 @@ _SIZE = re.compile(r"^(\d+)([kmgtpe%]?)$", re.IGNORECASE | re.ASCII)  # memparse
 _SUFFIX = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
 _MODE = re.compile(r"^[0-7]{3,4}$")
 TMPFS_DEFAULT_PERCENT = 50
+TMPFS_DEFAULT_MODE = 0o1777
 # The "device number" of a device that an earlier step of a check-mode run would create: equal to no real one.
 PENDING = ("pending", "pending")
 
@@ -67,7 +68,52 @@ def parse_mode(mode):
     text = str(mode).strip()
     if not _MODE.match(text):
         raise LayoutError("mode=%r is not an octal mode: use a string like '755' or '0755'." % (mode,))
-    return int(text, 8)
+    value = int(text, 8)
+    if value == TMPFS_DEFAULT_MODE:
+        raise LayoutError(
+            "mode=%r is the kernel's default for a tmpfs, which mountinfo does not show, so a later run could not "
+            "tell this module's tmpfs from one like /dev/shm; use 755 (a root that anyone may write to is not "
+            "what an installed system wants either)." % (mode,))
+    return value
+
+
+# What tmpfs_root mounts on ROOT: `mount -t tmpfs -o size=SIZE,mode=MODE tmpfs ROOT`. mountinfo then shows the
+# source "tmpfs", no per-mount flags beyond rw/relatime and no super-block options beyond these (the kernel adds
+# inode64 on some versions; it omits size= when it is the default 50% and mode= when it is 1777).
+OUR_TMPFS_SOURCE = "tmpfs"
+OUR_TMPFS_OPTIONS = frozenset(["rw", "size", "mode", "inode64", "inode32"])
+_FOREIGN_FLAGS = ("ro", "nosuid", "nodev", "noexec")
+_OVERLAY_DIRS = ("lowerdir", "upperdir", "workdir")
+
+
+def not_our_tmpfs(mount, table, layout_targets):
+    """Why the tmpfs ``mount`` (the visible mount on ROOT) was not mounted there by this module, or None.
+
+    It is taken for this module's when its source, flags and options are what the module mounts, ``mode=`` is
+    shown (the module never mounts the default 1777, which is what /dev/shm and friends have), no other mount
+    uses a directory on it (an overlay's lowerdir/upperdir/workdir, like a live ISO's /nix/.rw-store) and nothing
+    is mounted below it but ``layout_targets`` (nothing else in the way).
+    """
+    if mount.source != OUR_TMPFS_SOURCE:
+        return "its source is %r, the module mounts %r" % (mount.source, OUR_TMPFS_SOURCE)
+    flags = [f for f in mount.mount_options if f in _FOREIGN_FLAGS]
+    if flags:
+        return "it is mounted %s, which the module never does" % ",".join(flags)
+    extra = [o for o in mount.super_options if o.partition("=")[0] not in OUR_TMPFS_OPTIONS]
+    if extra:
+        return "it has options the module never sets (%s)" % ",".join(extra)
+    if mount.option("mode") is None:
+        return "its mode is the kernel's default 1777 (like /dev/shm); the module always mounts it with mode="
+    prefix = mount.target.rstrip("/") + "/"
+    for other in table.mounts:
+        for opt in other.super_options:
+            key, _sep, value = opt.partition("=")
+            if key in _OVERLAY_DIRS and any(d == mount.target or d.startswith(prefix) for d in value.split(":")):
+                return "the %s mount on %s uses a directory on it (%s)" % (other.fstype, other.target, opt)
+    foreign = sorted(set(m.target for m in table.below(mount.target) if m.target not in layout_targets))
+    if foreign:
+        return "other file systems are mounted below it (%s)" % ", ".join(foreign)
+    return None
 
 
 def normalize_persist(paths, persist_dir):
@@ -124,19 +170,24 @@ class Spec:
     def persist_source(self, path):
         return self.at(posixpath.join(self.persist_dir, path.lstrip("/")))
 
+    def mount_points(self):
+        """The layout's mount points below ROOT: /boot, /nix and each persisted path (ROOT-prefixed)."""
+        return [self.at("/boot"), self.at("/nix")] + [self.at(p) for p in self.persist]
+
 
 class Facts:
     """What the module read from the system, handed to the planner.
 
     ``devno`` maps a device spec (as the user wrote it) to ``(major, minor)`` of the block device it resolves to;
     ``swaps`` holds ``(major, minor)`` (block devices) or real paths (swap files) of the active swaps;
-    ``dirs`` is the set of directories that exist now; ``modes`` maps a path to its permission bits.
+    ``dirs`` is the set of directories that exist now; ``modes`` maps a path to its permission bits;
+    ``root_entries`` the names in ROOT when it is a directory but not a mount point (a few are enough).
     A device spec that maps to :data:`PENDING` does not exist yet (check mode: an earlier step would create it);
     it is planned as a fresh mount and can match no existing mount.
     """
 
     def __init__(self, table, devno=None, swaps=(), memtotal_kib=0, page_size=4096, dirs=(), modes=None,
-                 source_devno=None):
+                 source_devno=None, root_entries=()):
         self.table = table
         self.devno = dict(devno or {})
         self.swaps = set(swaps)
@@ -145,6 +196,7 @@ class Facts:
         self.dirs = set(dirs)
         self.modes = dict(modes or {})
         self.source_devno = dict(source_devno or {})
+        self.root_entries = list(root_entries)
 
 
 class Step:
@@ -231,6 +283,12 @@ class LayoutPlanner:
                     "%s is not a mount point but has mounts below it (%s); mounting a tmpfs over them would hide "
                     "them. Unmount them first (umount -R), then run again." %
                     (spec.root, ", ".join(m.target for m in busy)))
+            if self.facts.root_entries:
+                shown = sorted(self.facts.root_entries)
+                raise LayoutError(
+                    "%s is not empty (%s%s): a tmpfs mounted over it would hide what is there. The root must not "
+                    "exist, be an empty directory, or be a tmpfs this module mounted; choose another root (like "
+                    "/mnt) or empty it." % (spec.root, ", ".join(shown[:5]), ", ..." if len(shown) > 5 else ""))
             if spec.root not in self.facts.dirs:
                 plan.add("mkdir", spec.root, why="the tmpfs mount point")
             plan.add("mount", spec.root, ["mount", "-t", "tmpfs", "-o", tmpfs_opts, "tmpfs", spec.root],
@@ -277,6 +335,12 @@ class LayoutPlanner:
             raise LayoutError(
                 "%s is already a mount point of %s, not a tmpfs. Unmount it (umount -R %s) or choose another root." %
                 (spec.root, _describe(mount), spec.root))
+        why = not_our_tmpfs(mount, self.table, set(spec.mount_points()))
+        if why:
+            raise LayoutError(
+                "%s is a tmpfs that this module did not mount: %s. The root must not exist, be an empty directory, "
+                "or be a tmpfs this module mounted there; nothing was changed. Choose another root (like /mnt)." %
+                (spec.root, why))
         stack = self.table.stack(spec.root)
         if len(stack) > 1:
             plan.warnings.append("%d mounts are stacked on %s; the top one is used." % (len(stack), spec.root))

@@ -374,14 +374,16 @@ class Walker:
 
     def run(self):
         res = WalkResult()
-        src = self.src.rstrip(b"/") or b"/"
-        dst = self.dst.rstrip(b"/") or b"/"
-        top = os.lstat(src)
+        # rsync is given SRC/ and DST/: the trailing slash makes it follow a link at the top of either side
+        # (and only there), so the walk starts at the directories they lead to
+        src = os.path.realpath(self.src.rstrip(b"/") or b"/")
+        dst = os.path.realpath(self.dst.rstrip(b"/") or b"/")
+        top = os.stat(src)
         if not stat.S_ISDIR(top.st_mode):
             raise NotADirectoryError(src)
         self.root_dev = top.st_dev
         try:
-            dtop = os.lstat(dst)
+            dtop = os.stat(dst)
         except FileNotFoundError:
             dtop = None
         if dtop is None:

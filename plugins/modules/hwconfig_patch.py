@@ -53,6 +53,14 @@ options:
       - The C(hardware-configuration.nix) to patch, for example C(/mnt/etc/nixos/hardware-configuration.nix).
     type: path
     required: true
+  root:
+    description:
+      - The root of the system being installed, for example V(/mnt). When given, O(path) must lie below it and
+        lead to a place below it. A directory on the way, or the file itself, that is a symbolic link out of
+        O(root) (to the live system's C(/etc/nixos), say) is refused and named, in check mode too, and nothing is
+        written. Links that stay below O(root) are followed.
+      - Left out, O(path) is used as it is, and a link is followed wherever it leads.
+    type: path
   root_options:
     description:
       - "Mount options that C(fileSystems.\"/\") (the tmpfs root) must have."
@@ -129,6 +137,11 @@ EXAMPLES = r"""
   impermanent.nixos.hwconfig_patch:
     path: /mnt/etc/nixos/hardware-configuration.nix
     swap_random_encryption: true
+
+- name: The same, refusing a file or directory that is a link out of /mnt
+  impermanent.nixos.hwconfig_patch:
+    path: /mnt/etc/nixos/hardware-configuration.nix
+    root: /mnt
 
 - name: A smaller tmpfs root, leave /boot as generated
   impermanent.nixos.hwconfig_patch:
@@ -219,6 +232,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._hwconfig import
     plan_patch,
     stand_in,
 )
+from ansible_collections.impermanent.nixos.plugins.module_utils._paths import PathError, resolve_beneath
 
 _BY_TAG = re.compile(r"^/dev/disk/by-(uuid|label|partuuid|partlabel)/(.+)$")
 
@@ -334,6 +348,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type="path", required=True),
+            root=dict(type="path"),
             root_options=dict(type="list", elements="str", default=list(DEFAULT_ROOT_OPTIONS)),
             boot_options=dict(type="list", elements="str", default=list(DEFAULT_BOOT_OPTIONS)),
             boot_mountpoint=dict(type="str", default="/boot"),
@@ -362,6 +377,11 @@ def main():
         # The module runs on the target from a directory nobody chose: a relative path could patch the wrong file.
         fail_json(msg="path=%r must be absolute (like /mnt/etc/nixos/hardware-configuration.nix)." % path,
                   changed=False, path=path)
+    if p["root"]:
+        try:
+            resolve_beneath(p["root"], path)
+        except PathError as e:
+            fail_json(msg="%s; %s was not written." % (e, path), changed=False, path=path)
     runner = CommandRunner(module)
     hwfile = HwconfigFile(module, runner, path)
     planned_on_stand_in = module.check_mode and p["stand_in"] is not None and not os.path.lexists(path)

@@ -32,6 +32,12 @@ description:
     missing file) the module stops with Nix's message and nothing is installed. Evaluation builds nothing and
     writes no C(flake.lock); it may fetch the flake's inputs into the live system's store, as C(nixos-install)
     would. C(nix) missing on the target is an error (C(nixos-install) cannot work without it either)."
+  - Paths below O(root) must lead to places below it. The module refuses, naming the link, when the directory
+    C(ROOT/nix/var/nix/profiles) or a flake directory below O(root) is reached through a symbolic link out of
+    O(root) (C(ROOT/nix) linked to the live system's C(/nix) would make the live system's profile look like an
+    installed one), or when a flake below O(root) belongs to a git repository outside it. The profile itself is
+    a link into the target's store and is only looked at, not followed. A flake outside O(root) (on the live
+    system) is used as it is.
 extends_documentation_fragment:
   - impermanent.nixos.attributes
 attributes:
@@ -194,6 +200,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
 from ansible_collections.impermanent.nixos.plugins.module_utils import _flake as flake
+from ansible_collections.impermanent.nixos.plugins.module_utils._paths import PathError, resolve_beneath, within
 
 PROFILE = "nix/var/nix/profiles/system"
 
@@ -233,6 +240,8 @@ class InstallPlanner(object):
         result = InstallPlan(host)
         root = p["root"].rstrip("/") or "/"
         profile = os.path.join(root, PROFILE)
+        # the directories on the way; the profile itself is a link into the target's store, only looked at
+        self.beneath(root, os.path.dirname(profile), "nixos-install writes the system there")
         if os.path.lexists(profile) and not p["reinstall"]:
             result.skipped_reason = (
                 "%s exists (NixOS is already installed); set reinstall=true to install again" % profile)
@@ -268,11 +277,27 @@ class InstallPlanner(object):
                 "(which needs nix as well): run from a NixOS live system, or put nix on the PATH")
         result.eval_argv = flake.eval_argv(nix, ref, host, self.params["extra_args"])
 
+    @staticmethod
+    def beneath(root, path, why):
+        """Refuse ``path`` below ``root`` when a link on the way leads out of ``root``."""
+        try:
+            resolve_beneath(root, path)
+        except PathError as e:
+            raise CommandError("%s (%s); nothing was run." % (e, why))
+
     def check_target(self, ref, host, root, result):
         if not os.path.isdir(root):
             raise CommandError("root %s is not a directory: mount the target file systems there first" % root)
+        inside = ref.local and root != "/" and within(ref.directory, root)
+        if inside:
+            self.beneath(root, ref.flake_dir, "the flake below root is staged with git add and installed from")
         if ref.local:
             self.check_local_flake(ref, host, result)
+        if inside and result.repo_top and not within(os.path.realpath(result.repo_top), os.path.realpath(root)):
+            raise CommandError(
+                "the flake %s lies below root %s, but its git repository is %s, outside root: git add would write "
+                "there and the install would use its files. Run `git init` in the flake directory (or move the "
+                "repository below %s); nothing was run." % (ref.directory, root, result.repo_top, root))
         if self.params["stage"] and result.repo_top:
             result.staged = self.untracked_sources(ref, result.repo_top)
 

@@ -31,6 +31,8 @@ description:
     reverse), the walk does not descend into it (rsync would copy it into itself); the path is returned in
     RV(not_walked). A non-directory where the other side has a non-empty directory is reported in RV(differing)
     (type); rsync without C(--force) fails to replace it ("could not make way") and lists nothing.
+  - O(root) and O(persist) may be symbolic links to directories. Like rsync, which is given C(SRC/) and C(DST/),
+    the module follows a link at the top of either side (and only there; links below it are never followed).
   - With O(direction=orphaned) the same comparison runs from O(persist) to O(root) (C(rsync ... /nix/persist/ /)),
     listing what persist holds that the running system does not have.
   - On a large tree (past a few thousand entries), walks disjoint subtrees in parallel worker processes, one per
@@ -252,6 +254,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._paths import within
 from ansible_collections.impermanent.nixos.plugins.module_utils._persist import (
     ExcludeError,
     ExcludeSet,
@@ -282,9 +285,14 @@ class PersistAudit:
         return None
 
     def persistence_name(self):
-        """The persist path as the booted system sees it (relative to root when persist lies inside root)."""
-        if self.root != "/" and (self.persist + "/").startswith(self.root.rstrip("/") + "/"):
-            return self.persist[len(self.root.rstrip("/")):] or "/"
+        """The persist path as the booted system sees it (relative to root when persist lies inside root).
+
+        Compared as real paths, so that a root or persist given through a link is placed like rsync sees it.
+        """
+        real = (os.path.realpath(self.root), os.path.realpath(self.persist))
+        for root, persist in ((self.root, self.persist), real):
+            if root != "/" and within(persist, root):
+                return persist[len(root):] or "/"
         return self.persist
 
     def run(self):

@@ -44,6 +44,8 @@ options:
   root:
     description:
       - Where the new system's C(/) is mounted. Not V(/).
+      - It must not exist, be an empty directory, or be a tmpfs this module mounted there (see the notes for how
+        that is told); anything else (a directory with files, V(/dev/shm), V(/run), a regular file) is refused.
     type: path
     default: /mnt
   size:
@@ -55,6 +57,8 @@ options:
   mode:
     description:
       - Permissions of the tmpfs root directory, an octal string such as V(755) or V(0755).
+      - Not V(1777), the kernel's default, which C(/proc/self/mountinfo) does not show (the module could not tell
+        its own tmpfs from one like C(/dev/shm) on the next run).
     type: str
     default: '755'
   boot_device:
@@ -113,6 +117,19 @@ options:
     elements: str
     default: []
 notes:
+  - "A tmpfs on O(root) counts as one this module mounted when C(/proc/self/mountinfo) shows what
+    C(mount -t tmpfs -o size=SIZE,mode=MODE tmpfs ROOT) leaves: source C(tmpfs), none of the per-mount flags
+    C(ro), C(nosuid), C(nodev), C(noexec), no file system options but C(size=), C(mode=) (which must be shown)
+    and C(inode64); and when nothing else is in the way: no other file system mounted below it apart from the
+    layout's own mount points, and no overlay using a directory on it (like a live ISO's C(/nix/.rw-store)).
+    Otherwise it is refused and nothing is changed: no remount, no C(chmod)."
+  - Every path it creates, mounts on or unmounts below O(root) (C(boot), C(nix), each persisted path and its
+    directory below O(persist_dir)) must consist of real directories below O(root). A symbolic link on the way is
+    refused and named (in check mode too), whether it leads out of O(root) (C(ROOT/var) linked to the live
+    system's C(/var) would mount over the live C(/var/log)) or stays inside (a mount made through it would land
+    elsewhere and every later run would stack another one). The directories on O(nix_device) are checked again
+    right after it is mounted, before anything is created or bind-mounted there.
+  - A path that exists but is not a directory (O(root) itself, C(ROOT/boot), ...) is refused, in check mode too.
   - Device numbers are compared, not names, so V(/dev/mapper/crypted), V(/dev/dm-0) and V(LABEL=nixos) all match
     the same mount. A V(LABEL=...) style spec that matches several devices is an error.
   - Mounts that an earlier, unrelated tmpfs on O(root) had hidden become visible again after O(state=unmounted)
@@ -192,11 +209,29 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._command import 
 from ansible_collections.impermanent.nixos.plugins.module_utils._layout import (
     PENDING, Facts, LayoutError, LayoutPlanner, Spec)
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import MountTable, parse_swaps
+from ansible_collections.impermanent.nixos.plugins.module_utils._paths import (
+    PathError, creatable_dir, resolve_beneath)
 
 MOUNTINFO = "/proc/self/mountinfo"
 SWAPS = "/proc/swaps"
 MEMINFO = "/proc/meminfo"
 _TAGS = ("LABEL=", "UUID=", "PARTUUID=", "PARTLABEL=")
+LINK_ADVICE = ("the layout's mount points and persisted directories must be real directories (a mount made through "
+               "a link lands somewhere else, and every later run would stack another one); replace the link with "
+               "a directory")
+UNCHANGED = "Nothing was changed."
+STOPPED = "Stopped before this step; the commands that ran before it are in commands."
+
+
+def check_layout_path(spec, path, outcome=UNCHANGED):
+    """Refuse ``path`` (below ROOT) unless every component is a real directory below ROOT or does not exist."""
+    try:
+        found = resolve_beneath(spec.root, path, allow_links=False, link_advice=LINK_ADVICE)
+    except PathError as e:
+        raise LayoutError("%s. %s" % (e, outcome))
+    if found.kind not in ("dir", "missing"):
+        raise LayoutError("%s exists and is not a directory, but the layout needs a directory there; move it away. "
+                          "%s" % (path, outcome))
 
 
 def _read(path):
@@ -258,15 +293,27 @@ class SystemReader:
                 ident = self.identity(mount.source)
                 if ident is not None:
                     source_devno[mount.source] = ident
-        paths = [spec.root, spec.at("/boot"), spec.at("/nix")]
-        paths += [spec.at(p) for p in spec.persist] + [spec.persist_source(p) for p in spec.persist]
+        paths = [spec.root] + spec.mount_points() + [spec.persist_source(p) for p in spec.persist]
+        why = creatable_dir(spec.root)
+        if why:
+            raise LayoutError("root: %s. The root must not exist, be an empty directory, or be a tmpfs this module "
+                              "mounted; nothing was changed." % why)
+        mounted = table.visible(spec.root) is not None
+        if mounted:
+            # on a fresh tmpfs nothing exists below ROOT yet; on ours, every path must stay on real directories
+            # (a teardown reads only the mount points)
+            for path in paths[1:] if spec.state == "mounted" else spec.mount_points():
+                check_layout_path(spec, path)
         dirs = set(p for p in paths if os.path.isdir(p))
         modes = {}
+        root_entries = []
         if os.path.isdir(spec.root):
             modes[spec.root] = stat.S_IMODE(os.stat(spec.root).st_mode)
+            if not mounted:
+                root_entries = os.listdir(spec.root)
         return Facts(table, devno=devno, swaps=self.swaps() if spec.swap_device else (),
                      memtotal_kib=self.memtotal_kib(), page_size=os.sysconf("SC_PAGE_SIZE"), dirs=dirs,
-                     modes=modes, source_devno=source_devno)
+                     modes=modes, source_devno=source_devno, root_entries=root_entries)
 
     @staticmethod
     def layout_mounts(spec):
@@ -279,15 +326,28 @@ class SystemReader:
 
 
 class LayoutExecutor:
-    """Runs a plan's steps in order through the CommandRunner; mkdir steps only when the directory is missing."""
+    """Runs a plan's steps in order through the CommandRunner; mkdir steps only when the directory is missing.
 
-    def __init__(self, runner, check_mode):
+    Right before each mkdir, mount and bind it checks the paths again (:func:`check_layout_path`): what lies on
+    a file system the run has only just mounted (the persisted directories on nix) is seen only then.
+    """
+
+    def __init__(self, runner, check_mode, spec):
         self.runner = runner
         self.check_mode = check_mode
+        self.spec = spec
         self.created_dirs = []
+
+    def guard(self, step):
+        if self.check_mode or step.kind not in ("mkdir", "mount", "bind", "umount") or step.target == self.spec.root:
+            return
+        check_layout_path(self.spec, step.target, STOPPED)
+        if step.kind == "bind":
+            check_layout_path(self.spec, step.argv[-2], STOPPED)
 
     def run(self, plan):
         for step in plan.steps:
+            self.guard(step)
             if step.kind == "mkdir":
                 if self.check_mode:
                     self.created_dirs.append(step.target)
@@ -330,7 +390,7 @@ def main():
         reader = SystemReader(runner)
         pending = set(p["pending_devices"]) if module.check_mode else set()
         plan = LayoutPlanner(spec, reader.facts(spec, pending)).plan()
-        executor = LayoutExecutor(runner, module.check_mode)
+        executor = LayoutExecutor(runner, module.check_mode, spec)
         executor.run(plan)
     except LayoutError as e:
         module.fail_json(msg=str(e), commands=runner.commands)

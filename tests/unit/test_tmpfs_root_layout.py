@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The tmpfs_root planner, fed real mountinfo captures (tests/unit/fixtures/mountinfo, see its README)."""
 import os
+import re
 
 import pytest
 
@@ -271,7 +272,13 @@ def test_spec_validation(kw, match):
 
 def test_mode_accepts_four_digits():
     assert spec(mode="0755").mode == 0o755
-    assert spec(mode="1777").mode == 0o1777
+    assert spec(mode="1755").mode == 0o1755
+
+
+def test_mode_1777_is_refused_because_mountinfo_would_not_show_it():
+    # the kernel omits mode= for 1777, so the module's own tmpfs would look like /dev/shm on the next run
+    with pytest.raises(LayoutError, match="kernel's default"):
+        spec(mode="1777")
 
 
 # -- unmounted --------------------------------------------------------------------------------------------------
@@ -311,3 +318,54 @@ def test_unmount_refuses_foreign_mounts_below_root():
 def test_unmount_refuses_a_root_that_is_not_tmpfs():
     with pytest.raises(LayoutError, match="refusing to unmount"):
         LayoutPlanner(Spec(root=ROOT, state="unmounted"), hand_facts("")).plan()
+
+
+# -- which roots are acceptable: absent, an empty directory, or a tmpfs this module mounted -----------------------
+def root_facts(root_line, extra=""):
+    """A hand-written table: the host's /, ``root_line`` (a mount on ROOT) and ``extra`` lines."""
+    text = "27 1 254:0 / / rw - ext4 /dev/vda rw\n" + root_line % ROOT.replace(" ", "\\040") + "\n" + extra
+    return Facts(MountTable.from_text(text), devno={NIX: NIX_NO, BOOT: BOOT_NO}, memtotal_kib=MEM,
+                 dirs=ALL_DIRS, modes={ROOT: 0o755})
+
+
+OURS = "46 27 0:41 / %s rw,relatime - tmpfs tmpfs rw,size=25600k,mode=755"
+
+
+def test_our_tmpfs_is_accepted():
+    p = LayoutPlanner(spec(size="25m"), root_facts(OURS)).plan()
+    assert [s.kind for s in p.steps if s.kind in ("remount", "chmod")] == []
+
+
+@pytest.mark.parametrize("line, why", [
+    ("46 27 0:41 / %s rw,nosuid,nodev - tmpfs tmpfs rw,size=25600k,mode=755", "mounted nosuid,nodev"),
+    ("46 27 0:41 / %s rw,relatime - tmpfs tmpfs rw,size=25600k", "kernel's default 1777"),
+    ("46 27 0:41 / %s rw,relatime - tmpfs none rw,size=25600k,mode=755", "its source is 'none'"),
+    ("46 27 0:41 / %s rw,relatime - tmpfs tmpfs rw,size=25600k,mode=700,uid=1000,gid=100", "uid=1000,gid=100"),
+    ("46 27 0:41 / %s ro,relatime - tmpfs tmpfs ro,size=25600k,mode=755", "mounted ro"),
+])
+def test_a_tmpfs_this_module_did_not_mount_is_refused(line, why):
+    with pytest.raises(LayoutError, match="did not mount: .*%s" % re.escape(why)):
+        LayoutPlanner(spec(size="25m"), root_facts(line)).plan()
+
+
+def test_a_tmpfs_an_overlay_uses_is_refused():
+    # a live ISO's /nix/.rw-store: a plain tmpfs, but the upper layer of the /nix/store overlay
+    overlay = "60 27 0:50 / /nix/store rw - overlay overlay rw,lowerdir=/iso,upperdir=%s/store,workdir=%s/work\n" % (
+        ROOT, ROOT)
+    with pytest.raises(LayoutError, match="the overlay mount on /nix/store uses a directory on it"):
+        LayoutPlanner(spec(size="25m"), root_facts(OURS, overlay)).plan()
+
+
+def test_a_tmpfs_with_other_mounts_below_it_is_refused():
+    below = "47 46 7:1 / %s/srv rw - ext4 /dev/loop1 rw\n" % ROOT.replace(" ", "\\040")
+    with pytest.raises(LayoutError, match="other file systems are mounted below it .*/srv"):
+        LayoutPlanner(spec(size="25m"), root_facts(OURS, below)).plan()
+
+
+def test_a_non_empty_directory_is_refused_an_empty_one_is_not():
+    empty = Facts(table("empty"), devno={NIX: NIX_NO, BOOT: BOOT_NO}, memtotal_kib=MEM, dirs=[ROOT])
+    assert LayoutPlanner(spec(), empty).plan().steps[0].kind == "mount"
+    full = Facts(table("empty"), devno={NIX: NIX_NO, BOOT: BOOT_NO}, memtotal_kib=MEM, dirs=[ROOT],
+                 root_entries=["etc", "home", "a", "b", "c", "d"])
+    with pytest.raises(LayoutError, match=r"is not empty \(a, b, c, d, etc, ...\)"):
+        LayoutPlanner(spec(), full).plan()
