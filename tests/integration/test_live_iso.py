@@ -345,7 +345,7 @@ def test_real_iso_build(tmp_path):
 EXAMPLE_INVENTORY = os.path.join(REPO, "examples", "inventory")
 EXAMPLE_VAULT_PASSWORD = "impermanent-example"  # documented in examples/inventory/README.md
 ROLE_PREFIXES = {"disk_": "disk", "layout_": "layout", "hwconfig_": "hwconfig", "flake_": "flake",
-                 "live_iso_": "live_iso"}
+                 "live_iso_": "live_iso", "identity_": "identity"}
 
 
 def _spec_options(role):
