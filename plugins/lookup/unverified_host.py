@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: unverified_host
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - impermanent.nixos maintainers (@impermanent-nixos)
 short_description: Say why the connection to the current host does not verify its SSH host key
