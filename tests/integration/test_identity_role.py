@@ -21,11 +21,25 @@ from argv_sampler import Sampler  # tests/argv_sampler.py
 from conftest import _env
 from ansible_collections.impermanent.nixos.plugins.module_utils import _identity as ident
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 ROLE_PLAYBOOK = """- hosts: all
   gather_facts: false
   roles:
     - role: impermanent.nixos.identity
 """
+
+
+def test_argument_specs_mirror_the_defaults():
+    import yaml
+    role = os.path.join(REPO, "roles", "identity")
+    with open(os.path.join(role, "defaults", "main.yml"), encoding="utf-8") as f:
+        defaults = yaml.safe_load(f)
+    with open(os.path.join(role, "meta", "argument_specs.yml"), encoding="utf-8") as f:
+        options = yaml.safe_load(f)["argument_specs"]["main"]["options"]
+    assert set(options) == set(defaults)
+    for name, default in defaults.items():
+        assert options[name].get("default") == default, name
 
 
 def _verify(password, hashed):
