@@ -13,8 +13,8 @@ As a script, in the guest:
     python3 argv_sampler.py --out REPORT.json --pidfile PIDFILE [--interval SECONDS]  < needles
 
 reads the needles from standard input, one per line (never from the command line or a file: it would leave the
-secrets where the tests look for them), detaches (returning once the pid file and a first report are written), and samples until
-SIGTERM, rewriting REPORT.json every few seconds and at the end.
+secrets where the tests look for them), detaches (returning once the pid file and a first report are written),
+and samples until SIGTERM, rewriting REPORT.json every few seconds and at the end.
 """
 import argparse
 import json
