@@ -163,6 +163,24 @@ def test_identity_refuses_a_persist_dir_outside_nix(tmp_path, layout):
     assert not root.exists()
 
 
+def test_identity_refuses_a_bad_hash_or_key_naming_it_but_not_the_secret(tmp_path, layout):
+    root, _, vaulted, variables = layout
+    variables["flake_users"][1]["password_hash"] = "plain-not-a-hash"
+    proc = _run(tmp_path, variables)
+    assert proc.returncode != 0 and "not one for bob" in proc.stdout, proc.stdout[-3000:]
+    assert "plain-not-a-hash" not in proc.stdout and vaulted not in proc.stdout
+    assert not root.exists()
+
+    variables["flake_users"][1]["password_hash"] = ident.sha512_crypt("bob-pw", "bobsalt")
+    variables["identity_ssh_host_keys"] = {"ed25519": {
+        "private": "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1ib2R5\n-----END OPENSSH PRIVATE KEY-----",
+        "public": "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ== wrong-type"}}
+    proc = _run(tmp_path, variables)
+    assert proc.returncode != 0 and "the ed25519 host key of h1 is not an OpenSSH key pair" in proc.stdout
+    assert "c2VjcmV0LWtleS1ib2R5" not in proc.stdout
+    assert not root.exists()
+
+
 def test_no_private_key_password_or_hash_leaks(tmp_path, layout):
     root, ctl, vaulted, variables = layout
     keydir = tmp_path / "given"
