@@ -10,11 +10,11 @@ secret cannot land in the report.
 
 As a script, in the guest:
 
-    python3 argv_sampler.py --out REPORT.json --pidfile PIDFILE [--interval SECONDS]  < needle
+    python3 argv_sampler.py --out REPORT.json --pidfile PIDFILE [--interval SECONDS]  < needles
 
-reads the needle from standard input (never from the command line or a file: it would leave the secret where the
-tests look for it), detaches (returning once the pid file and a first report are written), and samples until
-SIGTERM, rewriting REPORT.json every few seconds and at the end.
+reads the needles from standard input, one per line (never from the command line or a file: it would leave the
+secrets where the tests look for them), detaches (returning once the pid file and a first report are written),
+and samples until SIGTERM, rewriting REPORT.json every few seconds and at the end.
 """
 import argparse
 import json
@@ -47,9 +47,11 @@ def _read(path):
 
 class Sampler(threading.Thread):
     def __init__(self, needle, interval=0.002):
+        """needle: one secret (str or bytes) or a list of them; a hit is any of them."""
         super().__init__(daemon=True)
-        self.needle = needle.encode() if isinstance(needle, str) else needle
-        if not self.needle:
+        needles = needle if isinstance(needle, (list, tuple)) else [needle]
+        self.needles = [n.encode() if isinstance(n, str) else n for n in needles]
+        if not self.needles or not all(self.needles):
             raise ValueError("an empty needle matches everything")
         self.interval = interval
         self.stop = threading.Event()
@@ -60,6 +62,9 @@ class Sampler(threading.Thread):
         self.passes_with_cryptsetup = 0
         self.subcommands = {}     # cryptsetup action (luksFormat, open, close, ...) -> sightings
         self.hits = []            # (where, pid, argv)
+
+    def _holds(self, data):
+        return any(n in data for n in self.needles)
 
     def sample(self):
         """One pass over /proc."""
@@ -73,7 +78,7 @@ class Sampler(threading.Thread):
             if not argv:
                 continue
             self.cmdlines += 1
-            if self.needle in argv:
+            if self._holds(argv):
                 self.hits.append(("argv", pid, argv))
             words = argv.split(b"\0")
             if os.path.basename(words[0]) == b"cryptsetup":
@@ -82,7 +87,7 @@ class Sampler(threading.Thread):
                 self.sightings += 1
                 action = next((w for w in words[1:] if w and not w.startswith(b"-")), b"").decode(errors="replace")
                 self.subcommands[action] = self.subcommands.get(action, 0) + 1
-                if self.needle in _read("/proc/%s/environ" % pid):
+                if self._holds(_read("/proc/%s/environ" % pid)):
                     self.hits.append(("environ", pid, argv))
         self.samples += 1
         self.passes_with_cryptsetup += seen
@@ -136,8 +141,8 @@ def main(argv=None):
     parser.add_argument("--interval", type=float, default=0.002, help="sleep between passes (seconds)")
     parser.add_argument("--foreground", action="store_true", help="do not detach")
     args = parser.parse_args(argv)
-    needle = sys.stdin.buffer.read().rstrip(b"\r\n")
-    sampler = Sampler(needle, interval=args.interval)
+    needles = [line.rstrip(b"\r") for line in sys.stdin.buffer.read().split(b"\n") if line.rstrip(b"\r")]
+    sampler = Sampler(needles, interval=args.interval)
     for path in (args.out, args.pidfile):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     ready = None if args.foreground else _detach()

@@ -257,6 +257,28 @@ def test_users_persist_and_hostile_values_stay_literal(target):
 
 
 @needs_nix
+def test_starter_uses_the_identity_roles_files(target):
+    """With the fact the identity role sets, sshd reads the host keys from the persisted paths, /etc/machine-id
+    links to the persisted file (no impermanence bind mount: impermanence #229), and the impermanence list keeps
+    everything else."""
+    persisted = {"persist_dir": "/nix/persist", "host_key_types": ["ed25519", "rsa"],
+                 "machine_id": "/nix/persist/etc/machine-id",
+                 "replaces": ["/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub",
+                              "/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_rsa_key.pub"]}
+    run_role(target, identity_persisted=persisted,
+             flake_persist_files=["/etc/machine-id", "/etc/adjtime", "/etc/ssh/ssh_host_rsa_key"])
+    nix("--parse", target.path("configuration.nix"))
+    config = eval_configuration(target.path("configuration.nix"))
+    assert config["environment"]["persistence"]["/nix/persist"]["files"] == ["/etc/adjtime"]
+    assert config["environment"]["etc"] == {"machine-id": {"source": "/nix/persist/etc/machine-id"}}
+    assert config["services"]["openssh"]["hostKeys"] == [
+        {"type": "ed25519", "path": "/nix/persist/etc/ssh/ssh_host_ed25519_key"},
+        {"type": "rsa", "path": "/nix/persist/etc/ssh/ssh_host_rsa_key", "bits": 4096}]
+    assert config["services"]["openssh"]["enable"] is True
+    assert "generated on the first boot" not in target.read("configuration.nix")
+
+
+@needs_nix
 def test_starter_is_not_rendered_over_the_users_edits(target):
     run_role(target)
     with open(target.path("configuration.nix"), "a") as f:

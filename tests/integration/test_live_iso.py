@@ -12,6 +12,7 @@ the real ISO build is a visible skip unless ``<nixpkgs>`` resolves.
 import json
 import os
 import shutil
+import stat
 import subprocess
 
 import pytest
@@ -118,7 +119,27 @@ def test_minimal_iso_nix_evaluates_to_what_was_asked(tmp_path):
     packages = DEFAULTS["live_iso_packages"] + ["htop", "python3Packages.requests"]
     module = nix_eval(iso_nix, packages)
     assert module["imports"] == ["/m/installer/cd-dvd/installation-cd-minimal.nix"]
-    assert module["services"]["openssh"] == {"enable": True}
+    # the baked host key (live_iso_host_key, on by default): the only key sshd uses, copied to /etc/ssh
+    key, pub = tmp_path / "iso" / "ssh_host_ed25519_key", tmp_path / "iso" / "ssh_host_ed25519_key.pub"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert module["services"]["openssh"] == {"enable": True, "hostKeys": {"_force": [
+        {"type": "ed25519", "path": "/etc/ssh/ssh_host_ed25519_key"}]}}
+    etc = module["environment"]["etc"]
+    assert etc["ssh/ssh_host_ed25519_key"]["mode"] == "0600"
+    assert etc["ssh/ssh_host_ed25519_key.pub"]["mode"] == "0644"
+    # the generated files, by path next to iso.nix (Nix copies them into the image's store)
+    assert etc["ssh/ssh_host_ed25519_key"]["source"].endswith("-ssh_host_ed25519_key")
+    assert "source = ./ssh_host_ed25519_key; mode = \"0600\";" in iso_nix.read_text()
+    assert "source = ./ssh_host_ed25519_key.pub; mode = \"0644\";" in iso_nix.read_text()
+    # the controller pins it: one known_hosts line for any address, and ssh-keygen reads the same fingerprint
+    public = " ".join(pub.read_text().split()[:2])
+    assert (tmp_path / "iso" / "known_hosts").read_text() == "* %s\n" % public
+    assert task(result, "Record the live system's public host key")["ansible_facts"] == {
+        "live_iso_host_public_key": public}
+    again = build_iso(tmp_path, live_iso_authorized_keys=[KEY, "ssh-rsa AAAAB3Nz second@key"],
+                      live_iso_extra_packages=extra)
+    assert again.rc == 0 and again.changed == 0, again.stdout[-3000:]
+    assert " ".join(pub.read_text().split()[:2]) == public  # never regenerated
     assert module["services"]["spice-vdagentd"] == {"enable": True}
     assert module["systemd"]["services"]["sshd"]["wantedBy"] == {"_force": ["multi-user.target"]}
     assert module["isoImage"] == {"squashfsCompression": "gzip -Xcompression-level 1"}
@@ -134,9 +155,12 @@ def test_minimal_iso_nix_evaluates_to_what_was_asked(tmp_path):
 def test_graphical_iso_nix(tmp_path, desktop):
     result = build_iso(tmp_path, live_iso_base="graphical", live_iso_graphical_desktop=desktop,
                        live_iso_authorized_keys=[KEY], live_iso_fast_compression=False,
-                       live_iso_spice_vdagent=False, live_iso_root_login=False)
+                       live_iso_spice_vdagent=False, live_iso_root_login=False, live_iso_host_key=False)
     assert result.rc == 0, result.stdout[-3000:] + result.stderr[-3000:]
     iso_nix = tmp_path / "iso" / "iso.nix"
+    # live_iso_host_key false: the stock keys (made at every boot), no key file, no known_hosts line
+    assert not (tmp_path / "iso" / "ssh_host_ed25519_key").exists()
+    assert not (tmp_path / "iso" / "known_hosts").exists()
     nix_parse(iso_nix)
     module = nix_eval(iso_nix, DEFAULTS["live_iso_packages"])
     assert module["imports"] == ["/m/installer/cd-dvd/installation-cd-graphical-calamares-%s.nix" % desktop]
@@ -345,7 +369,7 @@ def test_real_iso_build(tmp_path):
 EXAMPLE_INVENTORY = os.path.join(REPO, "examples", "inventory")
 EXAMPLE_VAULT_PASSWORD = "impermanent-example"  # documented in examples/inventory/README.md
 ROLE_PREFIXES = {"disk_": "disk", "layout_": "layout", "hwconfig_": "hwconfig", "flake_": "flake",
-                 "live_iso_": "live_iso"}
+                 "live_iso_": "live_iso", "identity_": "identity"}
 
 
 def _spec_options(role):

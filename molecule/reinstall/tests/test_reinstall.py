@@ -171,7 +171,8 @@ def test_hwconfig_kept(host):
 def test_argv_sampler_saw_cryptsetup_and_no_passphrase(host):
     """The guest's argv sampler (tests/argv_sampler.py), running from before the disk role of the first install
     until after the reinstall, read /proc/*/cmdline (and cryptsetup's environ) many times while cryptsetup ran
-    (luksFormat, open) and never found the passphrase. Numbers are printed."""
+    (luksFormat, open) and never found the passphrase, nor the identity role's secrets (a user's password, a line
+    of the host's private key, a given hash: converge.yml). Numbers are printed."""
     report = json.loads(host.file(SAMPLER).content_string)
     print("argv sampler: %(samples)d passes, %(cmdlines)d argv read, %(passes_with_cryptsetup)d passes with "
           "cryptsetup running (%(cryptsetup_processes)d processes, %(sightings)d sightings), subcommands "
@@ -206,6 +207,49 @@ def test_passphrase_not_in_guest_files_or_journal(host):
     passphrase nowhere."""
     assert files_containing(host, passphrase(host)) == []
     assert journal_lines_containing(host, passphrase(host)) == 0
+
+
+def _identity_secrets(host):
+    """The identity role's secrets (molecule.yml): private key lines of the host key made on the controller,
+    the user's password, the given hash and the hash written for the password (their digest parts)."""
+    variables = host.ansible.get_variables()
+    with open(os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "identity", "ssh_host_ed25519_key")) as f:
+        # the last body lines: the private half (the first lines are the same in every unencrypted ed25519 key)
+        key_lines = [line for line in f.read().splitlines() if line and not line.startswith("-----")][-3:]
+    users = variables["flake_users"]
+    written = host.file("/mnt/nix/persist/passwords/%s" % users[0]["name"]).content_string.strip()
+    given = users[1]["password_hash"]
+    return {"private key line %d" % i: line for i, line in enumerate(key_lines)}, {
+        "password": users[0]["password"], "written hash": written.split("$")[-1], "given hash": given.split("$")[-1]}
+
+
+def test_vvv_output_has_no_identity_secret(host):
+    """The reinstall's -vvv output ran the identity role (its tasks are there) and holds none of its secrets."""
+    text = _vvv_log()
+    assert "TASK [impermanent.nixos.identity : Write the SSH host private keys (0600)]" in text
+    key_lines, others = _identity_secrets(host)
+    for what, needle in list(key_lines.items()) + list(others.items()):
+        assert needle not in text, "%s in the -vvv output" % what
+
+
+def test_identity_secrets_only_where_they_belong(host):
+    """The private key and the hashes are in their persisted files and nowhere else under the searched
+    directories, nor in the journal; the password is nowhere."""
+    key_lines, others = _identity_secrets(host)
+    users = host.ansible.get_variables()["flake_users"]
+    expected = {
+        "password": [],
+        "written hash": ["/mnt/nix/persist/passwords/%s" % users[0]["name"]],
+        "given hash": ["/mnt/nix/persist/passwords/%s" % users[1]["name"]],
+    }
+    key_files = ["/mnt/nix/persist/etc/ssh/ssh_host_ed25519_key"]
+    for what, needle in others.items():
+        assert files_containing(host, needle) == expected[what], what
+        assert journal_lines_containing(host, needle) == 0, what
+    for what, needle in key_lines.items():
+        assert files_containing(host, needle) in ([], key_files), what
+        assert journal_lines_containing(host, needle) == 0, what
+    assert files_containing(host, list(key_lines.values())[-2]) == key_files
 
 
 def test_search_finds_a_planted_marker(host):
