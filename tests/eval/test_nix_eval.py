@@ -7,8 +7,8 @@ What is evaluated:
     collection's own patcher (plugins/module_utils/_hwconfig.py), as the hwconfig role does;
   * the check-mode plan's version of it (the patched stand-in hwconfig_patch shows before the disk exists);
   * the starter flake.nix + configuration.nix of every variant whose Nix output differs (users or none, the
-    default, custom or empty persist lists, with or without the layout's bind mounts), rendered by the flake role
-    itself in one playbook run (tests/eval/render_starters.yml). The role's pre-install gate runs there too,
+    default, custom or empty persist lists, with or without the layout's bind mounts, with the identity role's
+    host keys and machine-id), rendered by the flake role itself in one playbook run (tests/eval/render_starters.yml). The role's pre-install gate runs there too,
     through the `nix` TEST DOUBLE;
   * each starter with each hardware configuration it can meet;
   * the files the Molecule guests really got, when a Molecule run left them in $IMPERMANENT_TEST_LOGS
@@ -68,9 +68,17 @@ STARTERS = {
         "flake_persist_files": ["/etc/machine-id", "/etc/adjtime"]},
     "empty-lists": {"layout_persist": BINDS, "flake_persist_directories": [], "flake_persist_files": []},
     "nobinds": {"layout_persist": []},
+    # what the identity role leaves for the starter: host keys and machine-id read from the persistent directory
+    "identity": {"layout_persist": BINDS, "flake_users": [{"name": "alice", "authorized_keys": [KEY]}],
+                 "identity_persisted": {
+                     "persist_dir": "/nix/persist", "host_key_types": ["ed25519", "rsa"],
+                     "machine_id": "/nix/persist/etc/machine-id",
+                     "replaces": ["/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key",
+                                  "/etc/ssh/ssh_host_ed25519_key.pub", "/etc/ssh/ssh_host_rsa_key",
+                                  "/etc/ssh/ssh_host_rsa_key.pub"]}},
 }
 # which hardware configurations each starter meets (the bind mounts come from the same layout_persist)
-PAIRS = [(s, h) for s in ("defaults", "users", "custom-lists", "empty-lists")
+PAIRS = [(s, h) for s in ("defaults", "users", "custom-lists", "empty-lists", "identity")
          for h in LAYOUTS if h != "luks-swap-nobinds"]
 PAIRS += [("nobinds", "luks-swap-nobinds")]
 # A starter input broken on purpose: a directory persisted twice (flake_persist_directories lists it twice).
