@@ -8,8 +8,8 @@ What is evaluated:
   * the check-mode plan's version of it (the patched stand-in hwconfig_patch shows before the disk exists);
   * the starter flake.nix + configuration.nix of every variant whose Nix output differs (users or none, the
     default, custom or empty persist lists, with or without the layout's bind mounts, with the identity role's
-    host keys and machine-id), rendered by the flake role itself in one playbook run (tests/eval/render_starters.yml). The role's pre-install gate runs there too,
-    through the `nix` TEST DOUBLE;
+    host keys and machine-id), rendered by the flake role itself in one playbook run
+    (tests/eval/render_starters.yml). The role's pre-install gate runs there too, through the `nix` TEST DOUBLE;
   * each starter with each hardware configuration it can meet;
   * the files the Molecule guests really got, when a Molecule run left them in $IMPERMANENT_TEST_LOGS
     (default .build/test-logs; molecule/default/tests/test_install.py saves them and evaluates them itself).
