@@ -298,3 +298,23 @@ def test_identity_refuses_an_unverified_host(tmp_path):
     assert recap["failures"] == 1 and recap["unreachable"] == 0, proc.stdout[-3000:]
     assert "refusing to send SSH host private keys" in proc.stdout
     assert not (tmp_path / "ctl").exists()
+
+
+def test_identity_dir_inside_an_inventory_directory_is_refused(tmp_path, layout):
+    """Ansible reads every file below an inventory directory as inventory: keys and hashes written there would turn
+    into host names. The role refuses before it writes anything, on the controller or the target."""
+    root, ctl, _, variables = layout
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.ini").write_text("h1\n")
+    variables = dict(variables, identity_dir=str(inventory / "identity" / "h1"))
+    proc = _run(tmp_path, variables, inventory=str(inventory))
+    assert proc.returncode != 0
+    assert "lies inside the inventory directory %s" % inventory in proc.stdout, proc.stdout[-3000:]
+    assert not (inventory / "identity").exists()
+    assert not root.exists() or not any(root.rglob("*"))
+    # a file given as the inventory source is not a directory Ansible scans: its siblings stay usable
+    ctl.mkdir(exist_ok=True)  # where the known_hosts file goes (the layout fixture's identity_dir made it before)
+    ok = _run(tmp_path, variables, inventory=str(inventory / "hosts.ini"))
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    assert (inventory / "identity" / "h1" / "ssh_host_ed25519_key").is_file()

@@ -39,7 +39,8 @@ def hv(host):
 
 
 def _identity_dir(hv):
-    return os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory", "identity", hv["inventory_hostname"])
+    # molecule.yml's identity_dir (the inventory holds the untemplated expression)
+    return os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "identity", hv["inventory_hostname"])
 
 
 @pytest.mark.parametrize("key_type", ["ed25519", "rsa"])
