@@ -13,7 +13,8 @@ order, each from a blank disk (the reset between runs is not timed):
                 pipelining on, ControlPersist on (Ansible's default ssh_args);
   * rerun:      the same playbook again right after "provision" (changed=0 is checked): the idempotent rerun;
   * variants:   provision with one setting changed: pipelining off, no ControlPersist (a new ssh connection per
-                task), become off (the playbook's default is become: true, i.e. sudo even as root);
+                task), become off (the playbook's default is become: true, i.e. sudo even as root), and mitogen
+                (strategy mitogen_linear of the `mitogen` package, the opt-in accelerator; first run and rerun);
   * probes:     `ssh true` and a playbook of one raw task and three ping modules (Ansible's fixed costs).
 
 Every ansible-playbook run gets a fresh ControlPath directory (it pays one ssh handshake, as the seed's one ssh
@@ -21,8 +22,11 @@ call does) and the ansible.posix.profile_tasks callback; the per-task medians of
 seed script's per-step medians are printed, with wall-clock medians (and minimums) and ratios of medians.
 After each first run the result is described (partitions, mounts, swap, evaluated hardware-configuration.nix,
 system profile) and the seed's and the playbook's results are compared. The guest is always destroyed at the end.
+The module calls of a run (tasks whose action runs a module on the target, one per loop item; not raw, not the
+controller-side set_fact/assert/...) are counted from the profile joined with callback_plugins/bench_task_actions.py.
 
-Usage: bench_provision.py [--repeat 3] [--variants pipelining-off,no-controlpersist,become-off] [--keep-logs DIR]
+Usage: bench_provision.py [--repeat 3] [--variants pipelining-off,no-controlpersist,become-off,mitogen]
+                          [--keep-logs DIR]
 Needs libvirtd, the guest image (built on first use, ~2 min) and `make build` (the Makefile's bench target does
 both). Run as root, like the Molecule tests.
 """
@@ -49,6 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 BIN = os.path.join(os.environ.get("VENV") or os.path.join(REPO, ".venv"), "bin")
 SEED_SCRIPT = os.path.join(HERE, "seed-install.sh")
+CALLBACK_PLUGINS = os.path.join(HERE, "callback_plugins")
 
 GUEST = "impermanent-bench-provision"
 SSH_PORT = 22417
@@ -71,16 +76,29 @@ HOST_VARS = {
     "flake_source": "starter",
 }
 
-# name -> (description, extra environment, extra ansible-playbook arguments)
+# name -> (description, extra environment, extra ansible-playbook arguments, also time the rerun)
 VARIANTS = {
-    "pipelining-off": ("provision, pipelining off", {"ANSIBLE_PIPELINING": "False"}, []),
+    "pipelining-off": ("provision, pipelining off", {"ANSIBLE_PIPELINING": "False"}, [], False),
     "no-controlpersist": ("provision, no ControlPersist",
-                          {"ANSIBLE_SSH_ARGS": "-C -o ControlMaster=no"}, []),
-    "become-off": ("provision, become off", {}, ["-e", "provision_become=false"]),
+                          {"ANSIBLE_SSH_ARGS": "-C -o ControlMaster=no"}, [], False),
+    "become-off": ("provision, become off", {}, ["-e", "provision_become=false"], False),
     "no-compression": ("provision, ssh -C off",
-                       {"ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s"}, []),
+                       {"ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s"}, [], False),
+    # ANSIBLE_STRATEGY_PLUGINS (inside the installed mitogen package) is added at run time; pipelining stays on
+    # (Mitogen does not use it: it keeps one Python per target and sends it the modules)
+    "mitogen": ("provision.yml mitogen", {"ANSIBLE_STRATEGY": "mitogen_linear"}, [], True),
 }
-DEFAULT_VARIANTS = "pipelining-off,no-controlpersist,become-off"
+DEFAULT_VARIANTS = "pipelining-off,no-controlpersist,become-off,mitogen"
+# The plain playbook and the seed script, by their labels in the results
+SEED = "seed script (one ssh call)"
+PROVISION = "provision.yml"
+MITOGEN = VARIANTS["mitogen"][0]
+# Actions that never run a module on the target (the action plugin does its work on the controller), and the
+# target calls that are no module (raw: a command over ssh; script: a transferred script).
+CONTROLLER_ACTIONS = frozenset((
+    "add_host", "assert", "debug", "fail", "group_by", "import_role", "import_tasks", "include_role",
+    "include_tasks", "include_vars", "meta", "pause", "set_fact", "set_stats", "validate_argument_spec"))
+NOT_MODULES = frozenset(("raw", "script"))
 
 # Back to a blank disk: swap off, unmount, close LUKS, wipe every partition's and the table's signatures, zero the
 # starts, re-read the (now empty) table. Fails unless the disk is left without partitions or signatures.
@@ -157,6 +175,28 @@ def loadavg():
     return os.getloadavg()[0]
 
 
+def mitogen_strategy_plugins():
+    """The strategy plugin directory inside the mitogen package installed in the venv, or None."""
+    proc = subprocess.run([os.path.join(BIN, "python"), "-c",
+                           "import ansible_mitogen, os; print(os.path.join(os.path.dirname(ansible_mitogen.__file__),"
+                           " 'plugins', 'strategy'))"], capture_output=True, text=True, check=False)
+    path = proc.stdout.strip()
+    return path if proc.returncode == 0 and os.path.isdir(path) else None
+
+
+def module_calls(actions):
+    """Module calls on the target among a run's task results: not skipped, action not controller-side nor raw."""
+    n = 0
+    for row in actions:
+        action = row["action"]
+        for prefix in ("ansible.builtin.", "ansible.legacy."):
+            if action.startswith(prefix):
+                action = action[len(prefix):]
+        if row["status"] in ("ok", "changed", "failed") and action not in CONTROLLER_ACTIONS | NOT_MODULES:
+            n += 1
+    return n
+
+
 def other_domains():
     proc = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"], capture_output=True, text=True,
                           check=False)
@@ -188,6 +228,7 @@ class Bench(object):
         self.ref_label = None
         self.ref_collections = None
         self.describes = {}
+        self.mitogen_plugins = None
 
     # -- environment and commands -----------------------------------------------------------------------------
     def env(self, extra=None):
@@ -239,8 +280,11 @@ class Bench(object):
 
     def playbook(self, name, playbook, extra_env=None, extra_args=()):
         control_dir = tempfile.mkdtemp(prefix="ibcp-", dir="/tmp")  # short: a socket path has ~100 bytes
+        actions_file = os.path.join(self.work, "%03d-%s.actions.json" % (self.counter + 1, name))
         env = self.env({"ANSIBLE_PIPELINING": "True",
-                        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+                        "ANSIBLE_CALLBACK_PLUGINS": CALLBACK_PLUGINS,
+                        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks,bench_task_actions",
+                        "BENCH_TASK_ACTIONS": actions_file,
                         "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
                         "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir})
         env.update(extra_env or {})
@@ -257,6 +301,15 @@ class Bench(object):
                         for h, o, c, u, f in recap}
         summary = rec["out"].split("TASKS RECAP", 1)[-1]
         rec["profile"] = [(t.strip(), float(s)) for t, s in PROFILE_LINE.findall(summary)]
+        try:
+            with open(actions_file) as f:
+                actions = json.load(f)
+        except (OSError, ValueError):
+            actions = None   # the run died before its end
+        # module calls of the tasks in the profile (the callback's record gives each task's action and results)
+        profiled = {t for t, _ in rec["profile"]}
+        rec["module_calls"] = None if actions is None else module_calls(
+            [a for a in actions if a["task"] in profiled])
         return rec
 
     # -- the guest ----------------------------------------------------------------------------------------------
@@ -330,7 +383,7 @@ class Bench(object):
         rec = self.check(self.ssh("seed-install", script, DISK, FLAKE_HOST, SWAP_SIZE, str(PBKDF_ITERATIONS),
                                   input_text=PASSPHRASE + "\n"), "seed-install.sh")
         rec["steps"] = [(s.strip(), float(t)) for s, t in SEED_STEP.findall(rec["err"])]
-        self.record("seed script (one ssh call)", rec)
+        self.record(SEED, rec)
         self.describe("seed")
 
     def run_provision(self, label, extra_env=None, extra_args=(), rerun=False, describe=None):
@@ -358,13 +411,15 @@ class Bench(object):
 
     def items(self):
         items = [("seed", self.run_seed),
-                 ("provision", lambda: self.run_provision("provision.yml", rerun=True, describe="provision"))]
+                 ("provision", lambda: self.run_provision(PROVISION, rerun=True, describe="provision"))]
         if self.ref_label:
             items.append(("ref", lambda: self.run_provision(
                 self.ref_label, {"ANSIBLE_COLLECTIONS_PATH": self.ref_collections}, rerun=True)))
         for name in [v for v in self.args.variants.split(",") if v]:
-            desc, env, extra = VARIANTS[name]
-            items.append((name, lambda d=desc, e=env, x=extra: self.run_provision(d, e, x)))
+            desc, env, extra, rerun = VARIANTS[name]
+            if name == "mitogen":
+                env = dict(env, ANSIBLE_STRATEGY_PLUGINS=self.mitogen_plugins)
+            items.append((name, lambda d=desc, e=env, x=extra, r=rerun: self.run_provision(d, e, x, rerun=r)))
         items.append(("probes", self.run_probes))
         return items
 
@@ -381,11 +436,20 @@ class Bench(object):
 
     # -- report -------------------------------------------------------------------------------------------------
     def labels(self):
-        fixed = ["seed script (one ssh call)", "provision.yml", "provision.yml rerun"]
+        fixed = [SEED, PROVISION, PROVISION + " rerun"]
         if self.ref_label:
             fixed += [self.ref_label, self.ref_label + " rerun"]
-        fixed += [desc for desc, _, _ in VARIANTS.values()]
+        for desc, _, _, rerun in VARIANTS.values():
+            fixed += [desc, desc + " rerun"] if rerun else [desc]
         return [x for x in fixed if x in self.results] + [x for x in self.results if x not in fixed]
+
+    def module_calls(self, label):
+        """The median number of module calls of the label's runs ("n/a" when not recorded)."""
+        counts = [r["module_calls"] for r in self.results.get(label, []) if r.get("module_calls") is not None]
+        if not counts:
+            return "n/a"
+        m = statistics.median(counts)
+        return "%d" % m if m == int(m) else "%.1f" % m
 
     def med(self, label):
         recs = self.results.get(label)
@@ -404,8 +468,8 @@ class Bench(object):
           "iterations (test only), swap %s" % (GUEST, DISK, SWAP_SIZE))
         p("wall seconds over %d runs each (alternating order); load = host 1-min load average during the runs"
           % max(len(v) for v in self.results.values()))
-        seed = self.med("seed script (one ssh call)")
-        prov = self.med("provision.yml")
+        seed = self.med(SEED)
+        prov = self.med(PROVISION)
         p("%-36s %8s %8s %6s %9s %9s" % ("run", "median", "min", "load", "x seed", "x prov"))
         for label in self.labels():
             recs = self.results[label]
@@ -417,28 +481,34 @@ class Bench(object):
             p("%-36s %8.1f %8.1f %6.1f %9.2f %9.2f%s" % (label, m, min(walls),
                                                          statistics.median(r["load"] for r in recs),
                                                          m / seed, m / prov, extra))
-        rerun = self.med("provision.yml rerun")
+        rerun = self.med(PROVISION + " rerun")
         p("")
-        p("RATIO provision.yml / seed script        = %.2f  (goal <= 1.3: %s)"
-          % (prov / seed, verdict(prov / seed, 1.3)))
-        p("RATIO provision.yml rerun / seed script  = %.2f  (goal <= 1.0: %s)"
-          % (rerun / seed, verdict(rerun / seed, 1.0)))
-        for label in [desc for desc, _, _ in VARIANTS.values() if desc in self.results]:
+        for label in (PROVISION, PROVISION + " rerun", MITOGEN, MITOGEN + " rerun"):
+            if label in self.results or not label.startswith(MITOGEN):
+                p("RATIO %s / seed script = %.2f" % (label, self.med(label) / seed))
+        p("GOALS provision.yml / seed script <= 1.3: %s; rerun <= 1.0: %s"
+          % (verdict(prov / seed, 1.3), verdict(rerun / seed, 1.0)))
+        first_calls, rerun_calls = self.module_calls(PROVISION), self.module_calls(PROVISION + " rerun")
+        p("MODULE CALLS first run = %s, rerun = %s" % (first_calls, rerun_calls))
+        if MITOGEN in self.results:
+            p("  (under Mitogen: first run = %s, rerun = %s)"
+              % (self.module_calls(MITOGEN), self.module_calls(MITOGEN + " rerun")))
+        for label in [desc for desc, _, _, _ in VARIANTS.values() if desc in self.results]:
             p("RATIO %-34s / provision.yml = %.2f" % (label, self.med(label) / prov))
         # The host's load drifts within a run (other guests start and stop): the ratio of the two runs of the same
         # round is less exposed to that than the ratio of medians.
-        for label in ("provision.yml", "provision.yml rerun"):
-            pairs = [r["wall"] / s["wall"] for r, s in zip(self.results.get(label, []),
-                                                           self.results.get("seed script (one ssh call)", []))]
+        for label in (PROVISION, PROVISION + " rerun", MITOGEN, MITOGEN + " rerun"):
+            pairs = [r["wall"] / s["wall"] for r, s in zip(self.results.get(label, []), self.results.get(SEED, []))]
             if pairs:
-                p("  per round %-26s / seed: %s (median %.2f)" % (label, " ".join("%.2f" % x for x in pairs),
+                p("  per round %-29s / seed: %s (median %.2f)" % (label, " ".join("%.2f" % x for x in pairs),
                                                                   statistics.median(pairs)))
         if self.ref_label:
             p("RATIO provision.yml / %s = %.2f, rerun: %.2f  (this tree against the collection at that ref)"
               % (self.ref_label, prov / self.med(self.ref_label), rerun / self.med(self.ref_label + " rerun")))
-        bad = [r["changed"] for r in self.results.get("provision.yml rerun", []) if r["changed"] != 0]
-        if bad:
-            p("WARNING: the rerun was not idempotent (changed=%s)" % bad)
+        for label in (PROVISION + " rerun", MITOGEN + " rerun"):
+            bad = [r["changed"] for r in self.results.get(label, []) if r["changed"] != 0]
+            if bad:
+                p("WARNING: %s was not idempotent (changed=%s)" % (label, bad))
 
         def table(label, key, top):
             if label not in self.results:
@@ -458,9 +528,11 @@ class Bench(object):
 
         p("")
         p("Where the time goes (medians per task, profile_tasks; per step for the seed script):")
-        table("seed script (one ssh call)", "steps", 20)
-        table("provision.yml", "profile", 14)
-        table("provision.yml rerun", "profile", 10)
+        table(SEED, "steps", 20)
+        table(PROVISION, "profile", 14)
+        table(PROVISION + " rerun", "profile", 10)
+        table(MITOGEN, "profile", 10)
+        table(MITOGEN + " rerun", "profile", 10)
         table("probe: playbook raw + 3 ping", "profile", 5)
         p("")
         p("Same result? (seed script vs playbook, UUIDs masked)")
@@ -532,6 +604,12 @@ def main():
         return 0
     if os.geteuid() != 0:
         ap.error("run as root (libvirt guests under qemu:///system, like the Molecule tests)")
+    mitogen_plugins = None
+    if "mitogen" in args.variants.split(","):
+        mitogen_plugins = mitogen_strategy_plugins()
+        if not mitogen_plugins:
+            ap.error("the mitogen variant needs the mitogen package in %s (pip install -r requirements.txt), "
+                     "or leave it out of --variants" % os.path.dirname(BIN))
 
     def stop(signum, _frame):
         raise KeyboardInterrupt("signal %d" % signum)
@@ -539,6 +617,7 @@ def main():
     signal.signal(signal.SIGHUP, stop)
 
     bench = Bench(args)
+    bench.mitogen_plugins = mitogen_plugins
     others = other_domains()
     machine = "%s, nproc %d, %.0f GiB RAM, Python %s; other libvirt guests running at start: %s; load %s" % (
         cpu_model(), os.cpu_count(), mem_gib(), platform.python_version(), ", ".join(others) or "none",

@@ -35,6 +35,12 @@ unset ANSIBLE_PYTHON_INTERPRETER
 export ANSIBLE_PIPELINING=True
 export ANSIBLE_HOST_KEY_CHECKING=False
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-1}
+# molecule/mitogen runs under Mitogen's strategy plugins, which live inside the installed mitogen package.
+if [ -z "${IMPERMANENT_MITOGEN_STRATEGY_PLUGINS:-}" ]; then
+  IMPERMANENT_MITOGEN_STRATEGY_PLUGINS=$("$VENV/bin/python" -c 'import ansible_mitogen, os
+print(os.path.join(os.path.dirname(ansible_mitogen.__file__), "plugins", "strategy"))' 2>/dev/null) || true
+  export IMPERMANENT_MITOGEN_STRATEGY_PLUGINS
+fi
 
 if [ "$#" -gt 0 ]; then
   scenarios=("$@")
@@ -53,6 +59,10 @@ if [ "${#scenarios[@]}" -eq 0 ]; then
 fi
 for s in "${scenarios[@]}"; do
   [ -f "molecule/$s/molecule.yml" ] || { echo "run-molecule: no molecule/$s/molecule.yml" >&2; exit 2; }
+  if [ "$s" = mitogen ] && [ ! -d "${IMPERMANENT_MITOGEN_STRATEGY_PLUGINS:-}" ]; then
+    echo "run-molecule: molecule/mitogen needs the mitogen package in $VENV (pip install -r requirements.txt)" >&2
+    exit 2
+  fi
 done
 
 export IMPERMANENT_TEST_LOGS=${IMPERMANENT_TEST_LOGS:-$REPO/.build/test-logs}
