@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) impermanent.nixos contributors
 """Lookup unverified_host: why the current host's SSH connection does not verify its host key."""
 
@@ -9,7 +10,7 @@ DOCUMENTATION = r"""
 name: unverified_host
 version_added: 0.1.0
 author:
-  - impermanent.nixos maintainers (@impermanent-nixos)
+  - impermanent.nixos contributors (!UNKNOWN)
 short_description: Say why the connection to the current host does not verify its SSH host key
 description:
   - Returns a one-element list holding the reason why the current host's connection accepts any host key, or an

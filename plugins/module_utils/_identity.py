@@ -119,7 +119,7 @@ def sha512_crypt(password, salt=None, rounds=None):
     """``$6$SALT$HASH`` of ``password`` (text), as glibc's crypt(3) makes it. A random 16-character salt when
     ``salt`` is None; ``rounds`` None is the scheme's default 5000 (not written into the hash)."""
     if salt is None:
-        salt = "".join(secrets.choice(_CRYPT_ALPHABET) for _ in range(16))
+        salt = "".join(secrets.choice(_CRYPT_ALPHABET) for _position in range(16))
     salt = salt[:16]
     if "$" in salt or "\n" in salt:
         raise IdentityError("a SHA-512 crypt salt cannot hold '$' or a newline")
@@ -148,11 +148,11 @@ def sha512_crypt(password, salt=None, rounds=None):
     out = []
     for b2, b1, b0 in _SHA512_ORDER:
         w = (c[b2] << 16) | (c[b1] << 8) | c[b0]
-        for _ in range(4):
+        for _digit in range(4):
             out.append(_CRYPT_ALPHABET[w & 63])
             w >>= 6
     w = c[63]
-    for _ in range(2):
+    for _digit in range(2):
         out.append(_CRYPT_ALPHABET[w & 63])
         w >>= 6
     prefix = "$6$" if rounds is None else "$6$rounds=%d$" % n_rounds
