@@ -18,11 +18,12 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export IMPERMANENT_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup doctor host venv build ee-context lint sanity unit integration eval molecule test test-fast demo bench clean
+.PHONY: help setup doctor host venv build ee-context lint sanity unit integration eval molecule molecule-all test test-fast demo bench clean
 
 help:
 	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
 	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, eval, molecule)"
+	@echo "make molecule-all  every Molecule scenario (make test runs default, fleet and reinstall)"
 	@echo "make test-fast  unit + integration + eval only"
 	@echo "make eval       evaluate every configuration the collection writes against NixOS option declarations"
 	@echo "make doctor     check every precondition the tests rely on (make setup runs it)"
@@ -81,7 +82,14 @@ integration: build host
 eval: build host
 	$(BIN)/pytest -q -rs tests/eval
 
+# `make test` runs the scenarios that fit CI's time budget (about 70 minutes on 2 cores under TCG): default, fleet
+# (virtio + LUKS and NVMe in one run) and reinstall. `make molecule-all` runs every scenario, adding nvme, topology,
+# resume (the kill chain, the longest) and mitogen; any list: `make molecule MOLECULE_SCENARIOS="resume"`.
+MOLECULE_SCENARIOS ?= default fleet reinstall
 molecule: build host
+	bash tests/run-molecule.sh $(MOLECULE_SCENARIOS)
+
+molecule-all: build host
 	bash tests/run-molecule.sh
 
 test-fast: setup unit integration eval
