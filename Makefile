@@ -18,7 +18,7 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export IMPERMANENT_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup doctor host venv build ee-context lint sanity unit integration eval molecule molecule-all test test-fast demo bench clean
+.PHONY: help setup doctor host venv build ee-context lint sanity unit integration eval molecule molecule-all resume-soak test test-fast demo bench clean
 
 help:
 	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
@@ -91,6 +91,11 @@ molecule: build host
 
 molecule-all: build host
 	bash tests/run-molecule.sh
+
+# The resume kill chain RESUME_CHAINS times in a row against one guest (tests/resume/soak.sh): the flake hunt.
+RESUME_CHAINS ?= 30
+resume-soak: build host
+	bash tests/resume/soak.sh $(RESUME_CHAINS)
 
 test-fast: setup unit integration eval
 
