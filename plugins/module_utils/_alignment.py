@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+
 KIB = 1 << 10
 MIB = 1 << 20
 GIB = 1 << 30
@@ -42,7 +44,7 @@ GPT_ENTRIES = 128
 GPT_ENTRY_SIZE = 128
 
 
-class AlignmentError(ValueError):
+class AlignmentError(ModuleError, ValueError):
     """A topology or alignment request that cannot be honoured; the message says what to do."""
 
 

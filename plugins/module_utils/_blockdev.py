@@ -15,12 +15,13 @@ from stat import S_ISBLK, S_ISREG
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._alignment import Topology
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_swaps
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 
 #: udev names partitions of a ``by-id``/``by-path`` link ``<link>-part<N>``.
 PART_SUFFIX_LINK_DIRS = ("/dev/disk/by-id/", "/dev/disk/by-path/")
 
 
-class BlockDeviceError(ValueError):
+class BlockDeviceError(ModuleError, ValueError):
     """A device that is not what the caller needs; the message names it and says what to do."""
 
 

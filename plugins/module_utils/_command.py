@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import shlex
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+
 C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
 
 
@@ -45,19 +47,24 @@ def safe_result(value):
     return safe_text(value)
 
 
-class CommandError(Exception):
-    """A command failed; carries what fail_json needs."""
+class CommandError(ModuleError):
+    """A command failed (or a precondition of one is missing); carries what fail_json needs: ``msg``, ``rc``,
+    ``stdout``, ``stderr`` and ``cmd`` (the shell-quoted argv: secrets go on stdin, never into it), then any
+    ``result`` fields."""
 
-    def __init__(self, msg, rc=None, stdout="", stderr="", cmd=None):
-        super().__init__(msg)
-        self.msg = msg
+    def __init__(self, msg, rc=None, stdout="", stderr="", cmd=None, **result):
+        super().__init__(msg, **result)
         self.rc = rc
         self.stdout = stdout
         self.stderr = stderr
         self.cmd = cmd
 
-    def fail_kwargs(self):
-        return safe_result(dict(msg=self.msg, rc=self.rc, stdout=self.stdout, stderr=self.stderr, cmd=self.cmd))
+    def fail_fields(self):
+        fields = dict(msg=self.msg, rc=self.rc, stdout=self.stdout, stderr=self.stderr, cmd=self.cmd)
+        fields.update(self.result)
+        return safe_result(fields)
+
+    fail_kwargs = fail_fields
 
 
 class CommandRunner:

@@ -19,6 +19,8 @@ import re
 
 from urllib.parse import parse_qs, unquote
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+
 # A nixosConfigurations name: a hostname-like identifier. Letters, digits, '-', '_' and '.', starting with a
 # letter or digit, at most 63 characters (a DNS label). nixos-install quotes it as nixosConfigurations."HOST",
 # so dots are fine; '#', '"', spaces and '/' are not.
@@ -38,7 +40,7 @@ MISSING_SOURCE_RE = re.compile(
 )
 
 
-class FlakeRefError(ValueError):
+class FlakeRefError(ModuleError, ValueError):
     """A flake reference or host name the module cannot use; the message says what to fix."""
 
 

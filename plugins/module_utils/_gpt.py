@@ -19,6 +19,7 @@ from fractions import Fraction
 from ansible_collections.impermanent.nixos.plugins.module_utils._alignment import (
     align_up, gpt_usable_lbas, round_up_to_grain,
 )
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 
 #: GPT partition type GUIDs (UEFI spec; util-linux ``sfdisk --list-types --label gpt``).
 TYPE_GUIDS = {
@@ -43,7 +44,7 @@ MAX_PARTITIONS = 128
 REST = "100%"
 
 
-class LayoutError(ValueError):
+class LayoutError(ModuleError, ValueError):
     """A partition list or plan that cannot work; the message names the value and the fix."""
 
 

@@ -44,6 +44,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._nixfile import 
     string_value,
     unwrap,
 )
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 
 DEFAULT_ROOT_OPTIONS = ["defaults", "size=25%", "mode=755"]
 DEFAULT_BOOT_OPTIONS = ["umask=0077"]
@@ -51,7 +52,7 @@ BOOT_FS_TYPES = ("vfat", "msdos", "exfat")
 BY_PARTUUID = "/dev/disk/by-partuuid/"
 
 
-class HwconfigError(Exception):
+class HwconfigError(ModuleError):
     """The file cannot be patched; the message names the file and what is missing or wrong."""
 
 

@@ -23,13 +23,15 @@ import re
 import secrets
 import struct
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+
 # --- ssh-to-age -------------------------------------------------------------------------------------------------
 
 _P = 2 ** 255 - 19
 _BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
 
-class IdentityError(ValueError):
+class IdentityError(ModuleError, ValueError):
     """A value that cannot be used; the message names it and what to do."""
 
 

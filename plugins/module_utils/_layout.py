@@ -14,8 +14,10 @@ from __future__ import annotations
 import posixpath
 import re
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 
-class LayoutError(Exception):
+
+class LayoutError(ModuleError):
     """The layout cannot be reached without destroying something; the message says what to do."""
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError, Refused
+
 # cryptsetup exit codes (man cryptsetup, RETURN CODES)
 RC_WRONG_KEY = 2
 RC_NO_DEVICE = 4
@@ -22,8 +24,12 @@ PBKDFS = ("argon2id", "argon2i", "pbkdf2")
 _NAME = re.compile(r"^[A-Za-z0-9#+.:=@_-]{1,127}$")
 
 
-class LuksError(Exception):
+class LuksError(ModuleError):
     """The request cannot be carried out safely; the message says what to do."""
+
+
+class LuksRefused(Refused, LuksError):
+    """An interlock: the device may not be formatted (it is in use, or on the running system's disk)."""
 
 
 # -- parsers ---------------------------------------------------------------------------------------------------

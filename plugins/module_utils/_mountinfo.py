@@ -23,6 +23,8 @@ import posixpath
 import re
 from collections import namedtuple
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+
 _OCTAL = re.compile(rb"\\([0-7]{3})")
 _SWAPS_BLANKS = re.compile(r"[ \t]+")
 
@@ -35,7 +37,7 @@ def unescape(field):
     return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), raw))
 
 
-class MountInfoError(ValueError):
+class MountInfoError(ModuleError, ValueError):
     """A line of mountinfo that does not have the documented shape."""
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+
 KEYWORDS = frozenset(("let", "in", "with", "rec", "inherit", "if", "then", "else", "assert"))
 
 _WS = re.compile(r"[ \t\r\n]+")
@@ -36,7 +38,7 @@ _TRAILING_COMMENT = re.compile(r"[ \t]*(#[^\r\n]*|/\*(?:(?!\*/)[^\r\n])*\*/(?=[ 
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
 
 
-class NixSyntaxError(ValueError):
+class NixSyntaxError(ModuleError, ValueError):
     """The text is not Nix this parser understands; ``line``/``column`` are 1-based."""
 
     def __init__(self, msg, text=None, pos=None):

@@ -17,11 +17,13 @@ import posixpath
 import stat
 from collections import namedtuple
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+
 # The kernel gives up after 40 links in one lookup (ELOOP); so does the walk.
 MAX_LINKS = 40
 
 
-class PathError(ValueError):
+class PathError(ModuleError, ValueError):
     """A path that must not be used below the root; the message names the component and what to do."""
 
 

@@ -39,6 +39,7 @@ import re
 import stat
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._nixfile import nix_string
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 
 __all__ = [
     "ExcludeError", "ExcludeRule", "ExcludeSet", "Walker", "WalkResult", "audit", "build_snippet",
@@ -56,7 +57,7 @@ _POSIX_CLASSES = {
 }
 
 
-class ExcludeError(ValueError):
+class ExcludeError(ModuleError, ValueError):
     """An exclude pattern this implementation does not accept."""
 
 

@@ -308,6 +308,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import
     parse_lsblk_identity, partition_name, partition_path, read_topology, sysfs_dir, whole_disk_of,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import Refused
 from ansible_collections.impermanent.nixos.plugins.module_utils._inuse import UsageProbe
 from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
     LayoutError, compare, describe_plan, describe_table, parse_sfdisk_json, parse_size, parse_specs,
@@ -325,12 +326,11 @@ KERNEL_TIMEOUT = 20.0
 SFDISK_WRITE = ["--lock", "--wipe", "always", "--wipe-partitions", "always"]
 
 
-class DiskRefused(LayoutError):
+class DiskRefused(Refused):
     """The disk may not be partitioned; ``reason`` names the check (see the module's RETURN ``refused``)."""
 
     def __init__(self, msg, reason):
-        super(DiskRefused, self).__init__(msg)
-        self.reason = reason
+        super(DiskRefused, self).__init__(msg, reason)
 
 
 class Disk(namedtuple("Disk", "arg path name topology")):

@@ -259,14 +259,14 @@ def check_not_in_use(device, probe):
         users = probe.users(device)
         system = probe.system_disk(device)
     except (IOError, OSError) as e:
-        raise luks.LuksError("cannot tell whether %s is in use (%s); nothing was formatted." % (device, e))
+        raise luks.LuksRefused("cannot tell whether %s is in use (%s); nothing was formatted." % (device, e))
     if system:
-        raise luks.LuksError("%s is on the disk the running system lives on: %s. luks_open never formats it; nothing "
-                             "was written. Point device at a partition of the disk to install on." % (device, system))
+        raise luks.LuksRefused("%s is on the disk the running system lives on: %s. luks_open never formats it; nothing "
+                               "was written. Point device at a partition of the disk to install on." % (device, system))
     if users:
-        raise luks.LuksError("%s is in use: %s. luks_open formats only a device nothing uses; unmount, swapoff, "
-                             "detach (losetup -d) and close what is on it first. Nothing was written."
-                             % (device, "; ".join(users)))
+        raise luks.LuksRefused("%s is in use: %s. luks_open formats only a device nothing uses; unmount, swapoff, "
+                               "detach (losetup -d) and close what is on it first. Nothing was written."
+                               % (device, "; ".join(users)))
 
 
 class LuksExecutor:
