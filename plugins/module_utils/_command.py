@@ -64,8 +64,6 @@ class CommandError(ModuleError):
         fields.update(self.result)
         return safe_result(fields)
 
-    fail_kwargs = fail_fields
-
 
 class CommandRunner:
     """Thin wrapper over AnsibleModule.run_command; the only way this collection's modules run a program.

@@ -307,9 +307,10 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import
     BlockDeviceError, identity_mismatches, is_link_path, is_read_only, kernel_partitions, parse_blkid_export,
     parse_lsblk_identity, partition_name, partition_path, read_topology, sysfs_dir, whole_disk_of,
 )
-from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import Refused
 from ansible_collections.impermanent.nixos.plugins.module_utils._inuse import UsageProbe
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
     LayoutError, compare, describe_plan, describe_table, parse_sfdisk_json, parse_size, parse_specs,
     plan_layout, render_sfdisk_script,
@@ -552,15 +553,16 @@ def result_partitions(disk, plan, table):
     return out
 
 
-def run(module, runner, planner, writer):
-    p = module.params
+def partition(run, planner, writer):
+    """The module's body (see _module.run_module): returns the result of a run that succeeds."""
+    p = run.params
     specs = parse_specs(p["partitions"])
     disk = planner.resolve(p["device"])
     planner.check_not_system(disk)
     planner.check_identity(disk, p["expect"])
     grain = planner.grain(disk, p["alignment"])
     for note in grain.notes:
-        module.warn("%s: %s" % (disk.path, note))
+        run.warn("%s: %s" % (disk.path, note))
     plan = plan_layout(specs, disk.topology, grain)
     table = planner.read_table(disk)
     signature = None
@@ -573,10 +575,10 @@ def run(module, runner, planner, writer):
                   sector_size=plan.sector_size, notes=list(plan.notes))
     if status == "grown":
         for note in reasons:
-            module.warn("%s: %s" % (disk.path, note))
+            run.warn("%s: %s" % (disk.path, note))
         result["notes"].extend(reasons)
     if status in ("same", "grown"):
-        result.update(partitions=result_partitions(disk, plan, table), commands=runner.commands)
+        result.update(partitions=result_partitions(disk, plan, table))
         return result
     if status == "different" and not p["force"]:
         raise DiskRefused(describe_conflict(disk, table, signature, reasons, plan), "content")
@@ -585,15 +587,14 @@ def run(module, runner, planner, writer):
         raise DiskRefused("%s is read-only; nothing was written." % disk.label, "read_only")
     script = render_sfdisk_script(plan)
     result.update(changed=True, script=script)
-    if module._diff:
-        result["diff"] = dict(before_header=disk.path, after_header=disk.path,
-                              before=describe_table(table, plan.sector_size) + "\n",
-                              after="label: gpt\n" + describe_plan(plan) + "\n")
-    if module.check_mode:
+    if run.diff_mode:
+        result["diff"] = run.diff(describe_table(table, plan.sector_size) + "\n",
+                                  "label: gpt\n" + describe_plan(plan) + "\n", disk.path)
+    if run.check_mode:
         writer.validate(disk, script)
         for argv in writer.commands(disk):
-            runner.plan(argv)
-        result.update(partitions=result_partitions(disk, plan, None), commands=runner.commands)
+            run.runner.plan(argv)
+        result.update(partitions=result_partitions(disk, plan, None))
         return result
     writer.write(disk, script)
     # Read back before anything else: a value sfdisk stored differently must be reported as that, not as a
@@ -605,11 +606,11 @@ def run(module, runner, planner, writer):
                           % (disk.path, "; ".join(reasons), describe_table(written, plan.sector_size)
                              .replace("\n", "; ")))
     writer.tell_kernel(disk, plan)
-    result.update(partitions=result_partitions(disk, plan, written), commands=runner.commands)
+    result.update(partitions=result_partitions(disk, plan, written))
     if is_link_path(disk.arg) and writer.udev_running():
         missing = writer.wait_for_links([part["by_id_path"] for part in result["partitions"]])
         if missing:
-            module.warn("udev did not create %s within %ds" % (", ".join(missing), writer.timeout))
+            run.warn("udev did not create %s within %ds" % (", ".join(missing), writer.timeout))
     return result
 
 
@@ -634,16 +635,9 @@ def main():
         ),
         supports_check_mode=True,
     )
-    runner = CommandRunner(module)
-    try:
-        result = run(module, runner, GptPlanner(runner), GptWriter(runner))
-    except CommandError as e:
-        module.fail_json(commands=runner.commands, **e.fail_kwargs())
-    except DiskRefused as e:
-        module.fail_json(msg=str(e), refused=e.reason, device=module.params["device"], commands=runner.commands)
-    except (LayoutError, AlignmentError, BlockDeviceError) as e:
-        module.fail_json(msg=str(e), device=module.params["device"], commands=runner.commands)
-    module.exit_json(**result)
+    # every failure names the device as given; a success returns it resolved
+    run_module(module, lambda run: partition(run, GptPlanner(run.runner), GptWriter(run.runner)),
+               failed=dict(device=module.params["device"]))
 
 
 if __name__ == "__main__":

@@ -221,9 +221,8 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_blkid_export
-from ansible_collections.impermanent.nixos.plugins.module_utils._command import (
-    CommandError, CommandRunner, safe_result,
-)
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 from ansible_collections.impermanent.nixos.plugins.module_utils._hwconfig import (
     DEFAULT_BOOT_OPTIONS,
     DEFAULT_ROOT_OPTIONS,
@@ -232,6 +231,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._hwconfig import
     plan_patch,
     stand_in,
 )
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 from ansible_collections.impermanent.nixos.plugins.module_utils._paths import PathError, resolve_beneath
 
 _BY_TAG = re.compile(r"^/dev/disk/by-(uuid|label|partuuid|partlabel)/(.+)$")
@@ -344,6 +344,51 @@ class HwconfigFile:
                 os.unlink(tmp)
 
 
+def patch(run):
+    """The module's body (see _module.run_module). Every text it returns is made valid UTF-8 by the harness: the
+    file is edited as text decoded with surrogateescape (its bytes go back out exactly as they came in)."""
+    p = run.params
+    path = p["path"]
+    run.result.update(changed=False, path=path)
+    if not os.path.isabs(path):
+        # The module runs on the target from a directory nobody chose: a relative path could patch the wrong file.
+        raise ModuleError("path=%r must be absolute (like /mnt/etc/nixos/hardware-configuration.nix)." % path)
+    if p["root"]:
+        try:
+            resolve_beneath(p["root"], path)
+        except PathError as e:
+            raise ModuleError("%s; %s was not written." % (e, path))
+    hwfile = HwconfigFile(run.module, run.runner, path)
+    planned_on_stand_in = run.check_mode and p["stand_in"] is not None and not os.path.lexists(path)
+    run.result["stand_in"] = planned_on_stand_in
+    if planned_on_stand_in:
+        before, resolve = stand_in(p["boot_mountpoint"], p["stand_in"]["boot_device"],
+                                   p["stand_in"]["swap_devices"])
+    else:
+        before, resolve = hwfile.read(), PartuuidLookup(run.runner)
+    plan = plan_patch(before, name=path, root_options=p["root_options"], boot_options=p["boot_options"],
+                      boot_mountpoint=p["boot_mountpoint"], swap_random_encryption=p["swap_random_encryption"],
+                      resolve_partuuid=resolve)
+
+    shown = "%s (stand-in: not generated yet)" % path if planned_on_stand_in else path
+    run.result.update(changed=plan.changed, patched=plan.patched,
+                      diff=run.diff(plan.before, plan.after, "%s (before)" % shown, "%s (after)" % shown))
+    if planned_on_stand_in:
+        run.warn("%s does not exist yet (nixos-generate-config writes it once the disk is set up): the patch "
+                 "was planned on a stand-in holding only the entries it edits; see the comment at its top." % path)
+    if plan.changed:
+        try:
+            if p["validate"]:
+                run.result["validated"] = hwfile.validate(plan.after)
+            if not run.check_mode:
+                if p["backup"]:
+                    run.result["backup_file"] = run.module.backup_local(path)
+                hwfile.write(plan.after)
+        except (IOError, OSError) as e:
+            raise ModuleError("could not write %s: %s (file left as it was)" % (path, e))
+    return run.result
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -362,67 +407,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-
-    def exit_json(**result):
-        # The file is edited as text decoded with surrogateescape (its bytes go back out exactly as they came
-        # in); what is returned must be valid UTF-8 whatever bytes it holds.
-        module.exit_json(**safe_result(result))
-
-    def fail_json(**result):
-        module.fail_json(**safe_result(result))
-
-    p = module.params
-    path = p["path"]
-    if not os.path.isabs(path):
-        # The module runs on the target from a directory nobody chose: a relative path could patch the wrong file.
-        fail_json(msg="path=%r must be absolute (like /mnt/etc/nixos/hardware-configuration.nix)." % path,
-                  changed=False, path=path)
-    if p["root"]:
-        try:
-            resolve_beneath(p["root"], path)
-        except PathError as e:
-            fail_json(msg="%s; %s was not written." % (e, path), changed=False, path=path)
-    runner = CommandRunner(module)
-    hwfile = HwconfigFile(module, runner, path)
-    planned_on_stand_in = module.check_mode and p["stand_in"] is not None and not os.path.lexists(path)
-    result = dict(changed=False, path=path, stand_in=planned_on_stand_in)
-    try:
-        if planned_on_stand_in:
-            before, resolve = stand_in(p["boot_mountpoint"], p["stand_in"]["boot_device"],
-                                       p["stand_in"]["swap_devices"])
-        else:
-            before, resolve = hwfile.read(), PartuuidLookup(runner)
-        plan = plan_patch(before, name=path, root_options=p["root_options"], boot_options=p["boot_options"],
-                          boot_mountpoint=p["boot_mountpoint"], swap_random_encryption=p["swap_random_encryption"],
-                          resolve_partuuid=resolve)
-    except HwconfigError as e:
-        fail_json(msg=str(e), **result)
-    except CommandError as e:
-        fail_json(**dict(e.fail_kwargs(), **result))
-
-    shown = "%s (stand-in: not generated yet)" % path if planned_on_stand_in else path
-    result.update(
-        changed=plan.changed,
-        patched=plan.patched,
-        diff=dict(before=plan.before, after=plan.after, before_header="%s (before)" % shown,
-                  after_header="%s (after)" % shown),
-    )
-    if planned_on_stand_in:
-        module.warn("%s does not exist yet (nixos-generate-config writes it once the disk is set up): the patch "
-                    "was planned on a stand-in holding only the entries it edits; see the comment at its top." % path)
-    if plan.changed:
-        try:
-            if p["validate"]:
-                result["validated"] = hwfile.validate(plan.after)
-            if not module.check_mode:
-                if p["backup"]:
-                    result["backup_file"] = module.backup_local(path)
-                hwfile.write(plan.after)
-        except CommandError as e:
-            fail_json(**dict(e.fail_kwargs(), **result))
-        except (IOError, OSError) as e:
-            fail_json(msg="could not write %s: %s (file left as it was)" % (path, e), **result)
-    exit_json(**result)
+    run_module(module, patch, commands=False)
 
 
 if __name__ == "__main__":

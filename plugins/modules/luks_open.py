@@ -192,8 +192,9 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity, parse_blkid_export
-from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
 from ansible_collections.impermanent.nixos.plugins.module_utils._inuse import UsageProbe
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 from ansible_collections.impermanent.nixos.plugins.module_utils import _luks as luks
 
 
@@ -312,6 +313,37 @@ class LuksExecutor:
         return error
 
 
+def open_or_close(run):
+    """The module's body (see _module.run_module)."""
+    p = run.params
+    result = run.result
+    result.update(changed=False, mapper="/dev/mapper/%s" % p["name"], uuid=None, formatted=False, opened=False,
+                  luks=None)
+    key = luks.Key(passphrase=p["passphrase"], keyfile=p["keyfile"])
+    if key.keyfile is not None and not os.path.isfile(key.keyfile):
+        raise luks.LuksError("keyfile=%s is not a file on the target." % key.keyfile)
+    options = luks.FormatOptions(
+        luks_type=p["type"], pbkdf=p["pbkdf"], pbkdf_memory=p["pbkdf_memory"],
+        pbkdf_parallel=p["pbkdf_parallel"], iter_time=p["iter_time"],
+        pbkdf_force_iterations=p["pbkdf_force_iterations"], label=p["label"])
+    request = luks.LuksRequest(p["device"], p["name"], p["state"], p["format"], key, options)
+    reader = LuksReader(run.runner)
+    facts = reader.facts(p["device"], p["name"], pending=run.check_mode and p["pending"])
+    plan = luks.LuksPlanner(request, facts, check_mode=run.check_mode).plan()
+    if plan.formats:
+        check_not_in_use(p["device"], UsageProbe())
+    LuksExecutor(run.runner, reader.cryptsetup, request, run.check_mode).run(plan)
+    for warning in plan.warnings:
+        run.warn(warning)
+    result.update(changed=plan.changed, formatted=plan.formats)
+    if p["state"] == "opened":
+        result["opened"] = True
+    if p["device"] is not None and (facts.is_luks or (plan.formats and not run.check_mode)):
+        result["uuid"] = reader.uuid(p["device"])
+        result["luks"] = reader.dump(p["device"])
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -334,39 +366,7 @@ def main():
         required_if=[("state", "opened", ["device"]), ("format", True, ["device"])],
         supports_check_mode=True,
     )
-    p = module.params
-    runner = CommandRunner(module)
-    result = dict(changed=False, mapper="/dev/mapper/%s" % p["name"], uuid=None, formatted=False, opened=False,
-                  luks=None, commands=runner.commands)
-    try:
-        key = luks.Key(passphrase=p["passphrase"], keyfile=p["keyfile"])
-        if key.keyfile is not None and not os.path.isfile(key.keyfile):
-            raise luks.LuksError("keyfile=%s is not a file on the target." % key.keyfile)
-        options = luks.FormatOptions(
-            luks_type=p["type"], pbkdf=p["pbkdf"], pbkdf_memory=p["pbkdf_memory"],
-            pbkdf_parallel=p["pbkdf_parallel"], iter_time=p["iter_time"],
-            pbkdf_force_iterations=p["pbkdf_force_iterations"], label=p["label"])
-        request = luks.LuksRequest(p["device"], p["name"], p["state"], p["format"], key, options)
-        reader = LuksReader(runner)
-        facts = reader.facts(p["device"], p["name"], pending=module.check_mode and p["pending"])
-        plan = luks.LuksPlanner(request, facts, check_mode=module.check_mode).plan()
-        if plan.formats:
-            check_not_in_use(p["device"], UsageProbe())
-        LuksExecutor(runner, reader.cryptsetup, request, module.check_mode).run(plan)
-        for warning in plan.warnings:
-            module.warn(warning)
-        result.update(changed=plan.changed, formatted=plan.formats)
-        if p["state"] == "opened":
-            result["opened"] = True
-        if p["device"] is not None and (facts.is_luks or (plan.formats and not module.check_mode)):
-            result["uuid"] = reader.uuid(p["device"])
-            result["luks"] = reader.dump(p["device"])
-    except luks.LuksError as e:
-        module.fail_json(msg=str(e), **result)
-    except CommandError as e:
-        result.update(e.fail_kwargs())
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_module(module, open_or_close)
 
 
 if __name__ == "__main__":

@@ -198,7 +198,8 @@ import shlex
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 from ansible_collections.impermanent.nixos.plugins.module_utils import _flake as flake
 from ansible_collections.impermanent.nixos.plugins.module_utils._paths import PathError, resolve_beneath, within
 
@@ -405,6 +406,44 @@ class InstallExecutor(object):
         raise CommandError(msg, rc=rc, stdout=out, stderr=err, cmd=self.runner.quote(shown))
 
 
+def install(run):
+    """The module's body (see _module.run_module)."""
+    result = run.result
+    result.update(changed=False, staged=[], skipped_reason=None, host=run.params["host"], drv_path=None,
+                  eval_cmd=None)
+    planner = InstallPlanner(run.module, run.runner)
+    plan = None
+    try:
+        plan = planner.plan()
+        result["host"] = plan.host
+        for warning in plan.warnings:
+            run.warn(warning)
+        if plan.skipped_reason:
+            result["skipped_reason"] = plan.skipped_reason
+            return result
+        result["cmd"] = flake.redact_argv(plan.argv)
+        result["staged"] = plan.staged
+        if plan.eval_argv:
+            result["eval_cmd"] = flake.redact_argv(plan.eval_argv)
+        result["drv_path"], tail = InstallExecutor(run.module, run.runner, planner).execute(plan)
+    except CommandError as e:
+        explain_failure(e, plan, result)
+        raise
+    result["changed"] = True
+    if tail is not None:
+        result["log_tail"] = tail
+    return result
+
+
+def explain_failure(error, plan, result):
+    """A failed command's ``cmd`` as a list (the redacted argv), and the last lines of its output when it was
+    nixos-install or the evaluation."""
+    error.result["cmd"] = shlex.split(error.cmd) if error.cmd else result.get("cmd")
+    ran = [flake.redact_argv(a) for a in (plan.argv, plan.eval_argv) if a] if plan is not None else []
+    if error.result["cmd"] in ran:
+        error.result["log_tail"] = error.result["stdout_lines"] = flake.log_tail(error.stdout, error.stderr)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -419,35 +458,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    runner = CommandRunner(module)
-    planner = InstallPlanner(module, runner)
-    result = dict(changed=False, staged=[], skipped_reason=None, commands=runner.commands, host=module.params["host"],
-                  drv_path=None, eval_cmd=None)
-    plan = None
-    try:
-        plan = planner.plan()
-        result["host"] = plan.host
-        for warning in plan.warnings:
-            module.warn(warning)
-        if plan.skipped_reason:
-            result["skipped_reason"] = plan.skipped_reason
-            module.exit_json(**result)
-        result["cmd"] = flake.redact_argv(plan.argv)
-        result["staged"] = plan.staged
-        if plan.eval_argv:
-            result["eval_cmd"] = flake.redact_argv(plan.eval_argv)
-        result["drv_path"], tail = InstallExecutor(module, runner, planner).execute(plan)
-    except CommandError as e:
-        failed = dict(result, **e.fail_kwargs())
-        failed["cmd"] = shlex.split(e.cmd) if e.cmd else result.get("cmd")
-        ran = [flake.redact_argv(a) for a in (plan.argv, plan.eval_argv) if a] if plan is not None else []
-        if failed["cmd"] in ran:
-            failed["log_tail"] = failed["stdout_lines"] = flake.log_tail(e.stdout, e.stderr)
-        module.fail_json(**failed)
-    result["changed"] = True
-    if tail is not None:
-        result["log_tail"] = tail
-    module.exit_json(**result)
+    run_module(module, install)
 
 
 if __name__ == "__main__":

@@ -254,9 +254,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 from ansible_collections.impermanent.nixos.plugins.module_utils._paths import within
 from ansible_collections.impermanent.nixos.plugins.module_utils._persist import (
-    ExcludeError,
     ExcludeSet,
     audit,
     build_snippet,
@@ -311,6 +312,21 @@ class PersistAudit:
         return result
 
 
+def audit_trees(run):
+    """The module's body (see _module.run_module)."""
+    p = run.params
+    auditor = PersistAudit(p["root"], p["persist"], p["exclude"], p["direction"])
+    problem = auditor.check()
+    if problem:
+        raise ModuleError(problem)
+    try:
+        result = auditor.run()
+    except OSError as exc:
+        raise ModuleError("cannot audit %s against %s: %s; check that both paths exist and are readable "
+                          "(become: true)" % (auditor.root, auditor.persist, exc))
+    return dict(result, changed=False, root=auditor.root, persist=auditor.persist, direction=auditor.direction)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -321,20 +337,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-    try:
-        planner = PersistAudit(p["root"], p["persist"], p["exclude"], p["direction"])
-    except ExcludeError as exc:
-        module.fail_json(msg=str(exc), rc=None, stdout="", stderr="")
-    problem = planner.check()
-    if problem:
-        module.fail_json(msg=problem, rc=None, stdout="", stderr="")
-    try:
-        result = planner.run()
-    except OSError as exc:
-        module.fail_json(msg="cannot audit %s against %s: %s; check that both paths exist and are readable (become: true)"
-                         % (planner.root, planner.persist, exc), rc=None, stdout="", stderr="")
-    module.exit_json(changed=False, root=planner.root, persist=planner.persist, direction=planner.direction, **result)
+    # a failure has the fields of a failed command, though the module runs none
+    run_module(module, audit_trees, commands=False, failed=dict(rc=None, stdout="", stderr=""))
 
 
 if __name__ == "__main__":

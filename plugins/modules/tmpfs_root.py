@@ -205,9 +205,11 @@ import stat
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity
-from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError, CommandRunner
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 from ansible_collections.impermanent.nixos.plugins.module_utils._layout import (
     PENDING, Facts, LayoutError, LayoutPlanner, Spec)
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import MountTable, parse_swaps
 from ansible_collections.impermanent.nixos.plugins.module_utils._paths import (
     PathError, creatable_dir, resolve_beneath)
@@ -360,6 +362,36 @@ class LayoutExecutor:
                 self.runner.run(step.argv, what="%s %s" % (step.argv[0], step.target))
 
 
+def mount_layout(run):
+    """The module's body (see _module.run_module)."""
+    p = run.params
+    try:
+        # Resolve links only in an absolute root: a relative one must reach Spec's check as it is, not be resolved
+        # against the working directory (where a tmpfs would then be mounted).
+        root = os.path.realpath(p["root"]) if os.path.isabs(p["root"]) else p["root"]
+        spec = Spec(root=root, size=p["size"], mode=p["mode"], boot_device=p["boot_device"],
+                    boot_options=p["boot_options"], nix_device=p["nix_device"], persist_dir=p["persist_dir"],
+                    persist=p["persist"], swap_device=p["swap_device"], state=p["state"])
+        reader = SystemReader(run.runner)
+        pending = set(p["pending_devices"]) if run.check_mode else set()
+        plan = LayoutPlanner(spec, reader.facts(spec, pending)).plan()
+        executor = LayoutExecutor(run.runner, run.check_mode, spec)
+        executor.run(plan)
+    except OSError as e:
+        raise ModuleError("%s: %s" % (getattr(e, "filename", "") or "tmpfs_root", e.strerror or e))
+
+    for warning in plan.warnings:
+        run.warn(warning)
+    if run.check_mode:
+        mounts = [dict(m) for m in plan.expected] if plan.steps else reader.layout_mounts(spec)
+        changed = plan.changed
+    else:
+        mounts = reader.layout_mounts(spec)
+        changed = bool(run.runner.commands or executor.created_dirs)
+    return dict(changed=changed, mounts=mounts, created_dirs=executor.created_dirs,
+                steps=[s.as_dict() for s in plan.steps])
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -378,37 +410,7 @@ def main():
         required_if=[("state", "mounted", ["nix_device"])],
         supports_check_mode=True,
     )
-    p = module.params
-    runner = CommandRunner(module)
-    try:
-        # Resolve links only in an absolute root: a relative one must reach Spec's check as it is, not be resolved
-        # against the working directory (where a tmpfs would then be mounted).
-        root = os.path.realpath(p["root"]) if os.path.isabs(p["root"]) else p["root"]
-        spec = Spec(root=root, size=p["size"], mode=p["mode"], boot_device=p["boot_device"],
-                    boot_options=p["boot_options"], nix_device=p["nix_device"], persist_dir=p["persist_dir"],
-                    persist=p["persist"], swap_device=p["swap_device"], state=p["state"])
-        reader = SystemReader(runner)
-        pending = set(p["pending_devices"]) if module.check_mode else set()
-        plan = LayoutPlanner(spec, reader.facts(spec, pending)).plan()
-        executor = LayoutExecutor(runner, module.check_mode, spec)
-        executor.run(plan)
-    except LayoutError as e:
-        module.fail_json(msg=str(e), commands=runner.commands)
-    except CommandError as e:
-        module.fail_json(commands=runner.commands, **e.fail_kwargs())
-    except OSError as e:
-        module.fail_json(msg="%s: %s" % (getattr(e, "filename", "") or "tmpfs_root", e.strerror or e),
-                         commands=runner.commands)
-
-    for warning in plan.warnings:
-        module.warn(warning)
-    if module.check_mode:
-        mounts = [dict(m) for m in plan.expected] if plan.steps else reader.layout_mounts(spec)
-    else:
-        mounts = reader.layout_mounts(spec)
-    changed = bool(runner.commands or executor.created_dirs) if not module.check_mode else plan.changed
-    module.exit_json(changed=changed, mounts=mounts, created_dirs=executor.created_dirs,
-                     commands=runner.commands, steps=[s.as_dict() for s in plan.steps])
+    run_module(module, mount_layout)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def test_output_that_is_not_utf8_becomes_valid_text_in_a_failure(runner, tmp_pat
     os.chmod(str(script), 0o755)
     with pytest.raises(CommandError) as e:
         runner.run([str(script)])
-    failed = e.value.fail_kwargs()
+    failed = e.value.fail_fields()
     assert failed["stderr"] == "\ufffdt\ufffd\n" and "\ufffdt\ufffd" in failed["msg"]
     json.dumps(failed).encode("utf-8")
 

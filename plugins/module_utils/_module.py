@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) impermanent.nixos contributors
+"""The run harness every module of this collection uses: ``main()`` builds its AnsibleModule and calls
+:func:`run_module` with a body; the harness does the rest the same way for every module.
+
+The body gets a :class:`ModuleRun` (params, check and diff mode, the :class:`._command.CommandRunner`, the result
+fields gathered so far, warnings) and returns the fields of a successful run. The harness
+
+  * returns the ``commands`` list (what ran, or in check mode would run) in every result, success or failure,
+    unless the module has none (``commands=False``);
+  * turns a :class:`._errors.ModuleError` into ``fail_json``: the fields gathered so far in ``run.result``, the
+    ``failed`` fields, then the error's own fields (``msg``; a :class:`._errors.Refused` adds ``refused``, a
+    :class:`._command.CommandError` adds ``rc``, ``stdout``, ``stderr`` and ``cmd``, the quoted argv that never
+    holds a secret because secrets go on stdin);
+  * makes every text it returns valid UTF-8 (:func:`._command.safe_result`).
+
+Any other exception is a bug and reaches Ansible as a traceback.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandRunner, safe_result
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+
+
+class ModuleRun(object):
+    """What a module body works with."""
+
+    def __init__(self, module, commands=True):
+        self.module = module
+        self.params = module.params
+        self.check_mode = module.check_mode
+        self.diff_mode = bool(getattr(module, "_diff", False))
+        self.runner = CommandRunner(module)
+        #: fields every return of this run carries, success or failure; the body adds to them as it learns
+        self.result = {}
+        if commands:
+            self.result["commands"] = self.runner.commands
+
+    def warn(self, message):
+        self.module.warn(message)
+
+    @staticmethod
+    def diff(before, after, before_header, after_header=None):
+        """A ``diff`` result field (shown by ``--diff``)."""
+        return dict(before=before, after=after, before_header=before_header,
+                    after_header=before_header if after_header is None else after_header)
+
+
+def failure(run, error, failed=None):
+    """The fields of the failed task for ``error``: the run's result so far, ``failed``, then the error's."""
+    fields = dict(run.result)
+    fields.update(failed or {})
+    fields.update(error.fail_fields())
+    return safe_result(fields)
+
+
+def run_module(module, body, commands=True, failed=None):
+    """Run ``body(run)`` and end the module: ``exit_json`` with ``run.result`` and what the body returned, or
+    ``fail_json`` for a :class:`._errors.ModuleError` (see the module docstring). ``failed``: fields only a failure
+    returns. Does not return."""
+    run = ModuleRun(module, commands=commands)
+    try:
+        returned = body(run)
+    except ModuleError as e:
+        module.fail_json(**failure(run, e, failed))
+    result = dict(run.result)
+    result.update(returned or {})
+    module.exit_json(**safe_result(result))
