@@ -44,8 +44,8 @@ MAX_PARTITIONS = 128
 REST = "100%"
 
 
-class LayoutError(ModuleError, ValueError):
-    """A partition list or plan that cannot work; the message names the value and the fix."""
+class GptLayoutError(ModuleError, ValueError):
+    """A partition list or partition table plan that cannot work; the message names the value and the fix."""
 
 
 Spec = namedtuple("Spec", "name size type")  # size: bytes (int) or REST
@@ -68,40 +68,46 @@ def human_size(n):
     return "%dB" % n
 
 
-def parse_size(value, what="size"):
-    """Bytes for ``512MiB``, ``8GiB``, ``1.5GiB``, ``4096B``, ``4096`` (int or digits), or REST for ``100%``."""
+def parse_partition_size(value, what="size"):
+    """A partition size as ``sfdisk`` and ``parted`` read it: bytes for ``512MiB``, ``8GiB``, ``1.5GiB``,
+    ``4096B``, ``4096`` (int or digits), or REST for ``100%``.
+
+    Only spellings both tools read the same are accepted: IEC units (powers of 1024). ``2G``, ``2GB`` and the
+    other short and SI units are refused, because parted reads MB/GB as powers of 1000 and sfdisk reads M/G as
+    powers of 1024. This is not the tmpfs grammar (:func:`._layout.parse_tmpfs_size`, the kernel's memparse),
+    which takes ``2G``."""
     if isinstance(value, bool):
-        raise LayoutError("%s=%r is not a size; write e.g. 512MiB, 8GiB or 100%%" % (what, value))
+        raise GptLayoutError("%s=%r is not a size; write e.g. 512MiB, 8GiB or 100%%" % (what, value))
     if isinstance(value, int):
         if value <= 0:
-            raise LayoutError("%s=%d must be positive; write e.g. 512MiB, 8GiB or 100%%" % (what, value))
+            raise GptLayoutError("%s=%d must be positive; write e.g. 512MiB, 8GiB or 100%%" % (what, value))
         return value
     text = str(value).strip()
     if text.endswith("%"):
         if text == REST:
             return REST
-        raise LayoutError("%s=%r: only 100%% (the rest of the disk, last partition only) is supported; "
-                          "give other partitions a size such as 8GiB" % (what, value))
+        raise GptLayoutError("%s=%r: only 100%% (the rest of the disk, last partition only) is supported; "
+                             "give other partitions a size such as 8GiB" % (what, value))
     if text.startswith("-"):
-        raise LayoutError("%s=%r is negative; sizes must be positive, e.g. 512MiB" % (what, value))
+        raise GptLayoutError("%s=%r is negative; sizes must be positive, e.g. 512MiB" % (what, value))
     m = SIZE_RE.match(text)
     if not m:
-        raise LayoutError("%s=%r is not a size; write a number with an IEC unit (B, KiB, MiB, GiB, TiB), "
-                          "e.g. 512MiB, 8GiB, or 100%%" % (what, value))
+        raise GptLayoutError("%s=%r is not a size; write a number with an IEC unit (B, KiB, MiB, GiB, TiB), "
+                             "e.g. 512MiB, 8GiB, or 100%%" % (what, value))
     number, unit = m.group(1), m.group(2).upper()
     if unit == "":
         unit = "B"
     if unit not in IEC_UNITS:
         if unit in SI_OR_SHORT:
-            raise LayoutError("%s=%r: %r is ambiguous (parted reads MB/GB as powers of 1000, sfdisk reads M/G "
-                              "as powers of 1024); write IEC units such as %sMiB or %sGiB"
-                              % (what, value, m.group(2), number, number))
-        raise LayoutError("%s=%r: unknown unit %r; use B, KiB, MiB, GiB or TiB" % (what, value, m.group(2)))
+            raise GptLayoutError("%s=%r: %r is ambiguous (parted reads MB/GB as powers of 1000, sfdisk reads M/G "
+                                 "as powers of 1024); write IEC units such as %sMiB or %sGiB"
+                                 % (what, value, m.group(2), number, number))
+        raise GptLayoutError("%s=%r: unknown unit %r; use B, KiB, MiB, GiB or TiB" % (what, value, m.group(2)))
     size = Fraction(number) * IEC_UNITS[unit]
     if size.denominator != 1:
-        raise LayoutError("%s=%r is not a whole number of bytes" % (what, value))
+        raise GptLayoutError("%s=%r is not a whole number of bytes" % (what, value))
     if size <= 0:
-        raise LayoutError("%s=%r must be positive; write e.g. 512MiB, 8GiB or 100%%" % (what, value))
+        raise GptLayoutError("%s=%r must be positive; write e.g. 512MiB, 8GiB or 100%%" % (what, value))
     return int(size)
 
 
@@ -112,69 +118,69 @@ def resolve_type(value, what="type"):
         return TYPE_GUIDS[text.lower()]
     if GUID_RE.match(text):
         if text == UNUSED_TYPE:
-            raise LayoutError("%s=%s is the GUID of an unused GPT entry: a partition of that type does not exist "
-                              "for the kernel or any tool; use one of %s or the GUID of a real partition type"
-                              % (what, text, ", ".join(sorted(TYPE_GUIDS))))
+            raise GptLayoutError("%s=%s is the GUID of an unused GPT entry: a partition of that type does not exist "
+                                 "for the kernel or any tool; use one of %s or the GUID of a real partition type"
+                                 % (what, text, ", ".join(sorted(TYPE_GUIDS))))
         return text.upper()
-    raise LayoutError("%s=%r is not a known partition type; use one of %s or a GPT type GUID such as %s"
-                      % (what, value, ", ".join(sorted(TYPE_GUIDS)), TYPE_GUIDS["linux"]))
+    raise GptLayoutError("%s=%r is not a known partition type; use one of %s or a GPT type GUID such as %s"
+                         % (what, value, ", ".join(sorted(TYPE_GUIDS)), TYPE_GUIDS["linux"]))
 
 
 def _check_name(name, what):
-    """The name as sfdisk stores it, or LayoutError. A GPT entry holds 36 UTF-16 code units; sfdisk (libfdisk)
+    """The name as sfdisk stores it, or GptLayoutError. A GPT entry holds 36 UTF-16 code units; sfdisk (libfdisk)
     writes only characters of the Basic Multilingual Plane: one outside it (an emoji, U+1F600) makes it write an
     empty name without an error, so such names are refused here, before anything is written. Quotes and
     backslashes cannot be written in an sfdisk script; control characters have no place in a label."""
     if not isinstance(name, str) or not name.strip():
-        raise LayoutError("%s needs a non-empty name (the GPT partition label, e.g. 'nix')" % what)
+        raise GptLayoutError("%s needs a non-empty name (the GPT partition label, e.g. 'nix')" % what)
     outside = [c for c in name if ord(c) > 0xFFFF or 0xD800 <= ord(c) <= 0xDFFF]
     if outside:
-        raise LayoutError("%s: name %s contains %s, which sfdisk cannot store in a GPT entry (it would write an "
-                          "empty name); use characters from U+0000 to U+FFFF only, e.g. letters, digits, '-' and '_'"
-                          % (what, ascii(name), ", ".join("U+%04X" % ord(c) for c in outside)))
+        raise GptLayoutError("%s: name %s contains %s, which sfdisk cannot store in a GPT entry (it would write an "
+                             "empty name); use characters from U+0000 to U+FFFF only, e.g. letters, digits, '-' and '_'"
+                             % (what, ascii(name), ", ".join("U+%04X" % ord(c) for c in outside)))
     if len(name) > MAX_NAME:
-        raise LayoutError("%s: name %r is longer than the %d characters a GPT entry holds (it has %d)"
-                          % (what, name, MAX_NAME, len(name)))
+        raise GptLayoutError("%s: name %r is longer than the %d characters a GPT entry holds (it has %d)"
+                             % (what, name, MAX_NAME, len(name)))
     if any(c in name for c in '"\\') or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
-        raise LayoutError("%s: name %r may not contain quotes, backslashes or control characters" % (what, name))
+        raise GptLayoutError("%s: name %r may not contain quotes, backslashes or control characters" % (what, name))
     return name
 
 
 def parse_specs(items):
-    """Validate the user's ``partitions`` list -> [Spec]. Raises LayoutError naming the entry and the fix."""
+    """Validate the user's ``partitions`` list -> [Spec]. Raises GptLayoutError naming the entry and the fix."""
     if not items:
-        raise LayoutError("partitions is empty; list at least one {name, size, type}")
+        raise GptLayoutError("partitions is empty; list at least one {name, size, type}")
     if len(items) > MAX_PARTITIONS:
-        raise LayoutError("%d partitions requested; a GPT holds at most %d" % (len(items), MAX_PARTITIONS))
+        raise GptLayoutError("%d partitions requested; a GPT holds at most %d" % (len(items), MAX_PARTITIONS))
     specs = []
     seen = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            raise LayoutError("partitions[%d] is %r; each entry is a dict {name, size, type}" % (i, item))
+            raise GptLayoutError("partitions[%d] is %r; each entry is a dict {name, size, type}" % (i, item))
         what = "partitions[%d]" % i
         name = _check_name(item.get("name"), what)
         what = "partitions[%d] (%s)" % (i, name)
         if name in seen:
-            raise LayoutError("%s: the name %r is already used by partitions[%d]; partition names must be unique"
-                              % (what, name, seen[name]))
+            raise GptLayoutError("%s: the name %r is already used by partitions[%d]; partition names must be unique"
+                                 % (what, name, seen[name]))
         seen[name] = i
         if item.get("size") is None:
-            raise LayoutError("%s has no size; give e.g. 512MiB, 8GiB or 100%%" % what)
-        size = parse_size(item["size"], "%s size" % what)
+            raise GptLayoutError("%s has no size; give e.g. 512MiB, 8GiB or 100%%" % what)
+        size = parse_partition_size(item["size"], "%s size" % what)
         specs.append(Spec(name, size, resolve_type(item.get("type") or "linux", "%s type" % what)))
     rest = [i for i, s in enumerate(specs) if s.size == REST]
     if len(rest) > 1:
-        raise LayoutError("partitions %s all ask for 100%%; only the last partition may take the rest of the disk"
-                          % ", ".join(specs[i].name for i in rest))
+        raise GptLayoutError("partitions %s all ask for 100%%; only the last partition may take the rest of the disk"
+                             % ", ".join(specs[i].name for i in rest))
     if rest and rest[0] != len(specs) - 1:
-        raise LayoutError("partition %r asks for 100%% but is not the last one; move it to the end of the list "
-                          "or give it a size" % specs[rest[0]].name)
+        raise GptLayoutError("partition %r asks for 100%% but is not the last one; move it to the end of the list "
+                             "or give it a size" % specs[rest[0]].name)
     return specs
 
 
 def plan_layout(specs, topo, grain, table_entries=128):
     """Sectors for every spec: starts on ``grain``, sizes rounded up to whole grains (never less than asked
-    for) so the next start stays aligned, a ``100%`` partition running to the last usable LBA. Raises LayoutError when the
+    for) so the next start stays aligned, a ``100%`` partition running to the last usable LBA. Raises GptLayoutError when the
     layout does not fit."""
     ss = topo.logical
     total = topo.sectors
@@ -184,28 +190,28 @@ def plan_layout(specs, topo, grain, table_entries=128):
     start = align_up(first_lba, grain)
     disk = "the %s disk (%d-byte sectors, usable LBAs %d-%d)" % (human_size(topo.size), ss, first_lba, last_lba)
     if start > last_lba:
-        raise LayoutError("%s is too small: the first aligned start (%s) lies beyond the usable area; use a bigger "
-                          "disk" % (disk, human_size(start * ss)))
+        raise GptLayoutError("%s is too small: the first aligned start (%s) lies beyond the usable area; use a bigger "
+                             "disk" % (disk, human_size(start * ss)))
     for number, spec in enumerate(specs, 1):
         if start > last_lba:
-            raise LayoutError("partition %r does not fit on %s: the partitions before it end at %s; "
-                              "shrink them or use a bigger disk" % (spec.name, disk, human_size(start * ss)))
+            raise GptLayoutError("partition %r does not fit on %s: the partitions before it end at %s; "
+                                 "shrink them or use a bigger disk" % (spec.name, disk, human_size(start * ss)))
         if spec.size == REST:
             size = last_lba - start + 1
             if size < grain.sectors:
-                raise LayoutError("partition %r (100%%) would get only %s on %s, less than one alignment grain (%s); "
-                                  "shrink the partitions before it or use a bigger disk"
-                                  % (spec.name, human_size(size * ss), disk, human_size(grain.size)))
+                raise GptLayoutError("partition %r (100%%) would get only %s on %s, less than one alignment grain (%s); "
+                                     "shrink the partitions before it or use a bigger disk"
+                                     % (spec.name, human_size(size * ss), disk, human_size(grain.size)))
         else:
             size = round_up_to_grain(-(-spec.size // ss), grain)
             if size * ss != spec.size:
                 notes.append("partition %r: %s rounded up to %s to keep the next start aligned to %s"
                              % (spec.name, human_size(spec.size), human_size(size * ss), human_size(grain.size)))
             if start + size - 1 > last_lba:
-                raise LayoutError("partition %r (%s from %s) does not fit on %s: it would end at %s; shrink it, "
-                                  "make it the 100%% partition, or use a bigger disk"
-                                  % (spec.name, human_size(spec.size), human_size(start * ss), disk,
-                                     human_size((start + size) * ss)))
+                raise GptLayoutError("partition %r (%s from %s) does not fit on %s: it would end at %s; shrink it, "
+                                     "make it the 100%% partition, or use a bigger disk"
+                                     % (spec.name, human_size(spec.size), human_size(start * ss), disk,
+                                        human_size((start + size) * ss)))
         planned.append(Planned(number, spec.name, spec.type, start, size, spec.size))
         start = start + size
     return Plan(planned, ss, first_lba, last_lba, grain, notes)
@@ -253,7 +259,7 @@ def parse_sfdisk_json(text):
     try:
         data = json.loads(text)["partitiontable"]
     except (ValueError, KeyError, TypeError) as e:
-        raise LayoutError("cannot parse sfdisk --json output (%s)" % e)
+        raise GptLayoutError("cannot parse sfdisk --json output (%s)" % e)
     parts = []
     for i, p in enumerate(data.get("partitions", []), 1):
         parts.append(Existing(

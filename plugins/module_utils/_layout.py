@@ -17,8 +17,8 @@ import re
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 
 
-class LayoutError(ModuleError):
-    """The layout cannot be reached without destroying something; the message says what to do."""
+class MountLayoutError(ModuleError):
+    """The mount layout cannot be reached without destroying something; the message says what to do."""
 
 
 _SIZE = re.compile(r"^(\d+)([kmgtpe%]?)$", re.IGNORECASE | re.ASCII)  # memparse reads ASCII digits only
@@ -30,23 +30,27 @@ TMPFS_DEFAULT_MODE = 0o1777
 PENDING = ("pending", "pending")
 
 
-def parse_size(size):
-    """tmpfs ``size=``: ``('percent', 25)`` or ``('bytes', n)``; suffixes k/m/g/t/p/e as the kernel's memparse."""
+def parse_tmpfs_size(size):
+    """A tmpfs ``size=`` as the kernel reads it (shmem's option parser: a percentage of RAM, or memparse):
+    ``('percent', 25)`` or ``('bytes', n)``.
+
+    Suffixes k/m/g/t/p/e in either case are powers of 1024, so ``2G`` is 2 GiB here. This is not the partition
+    size grammar (:func:`._gpt.parse_partition_size`, what sfdisk and parted both read), which refuses ``2G``."""
     m = _SIZE.match(str(size).strip())
     if not m:
-        raise LayoutError("size=%r is not a tmpfs size: use a percentage of RAM like '25%%' or an amount like "
-                          "'2G' or '512m'." % (size,))
+        raise MountLayoutError("size=%r is not a tmpfs size: use a percentage of RAM like '25%%' or an amount like "
+                               "'2G' or '512m'." % (size,))
     number, suffix = int(m.group(1)), m.group(2).lower()
     if suffix == "%":
         if number < 1:
-            raise LayoutError("size=%r: a percentage must be at least 1%%." % (size,))
+            raise MountLayoutError("size=%r: a percentage must be at least 1%%." % (size,))
         return ("percent", number)
     return ("bytes", number << _SUFFIX[suffix])
 
 
 def size_kib(size, memtotal_kib, page_size=4096):
     """How the kernel will show ``size=`` in mountinfo, in KiB (rounded up to whole pages, like shmem does)."""
-    kind, value = parse_size(size)
+    kind, value = parse_tmpfs_size(size)
     if kind == "percent":
         nbytes = memtotal_kib * 1024 * value // 100
     else:
@@ -69,10 +73,10 @@ def mounted_size_kib(mount, memtotal_kib, page_size=4096):
 def parse_mode(mode):
     text = str(mode).strip()
     if not _MODE.match(text):
-        raise LayoutError("mode=%r is not an octal mode: use a string like '755' or '0755'." % (mode,))
+        raise MountLayoutError("mode=%r is not an octal mode: use a string like '755' or '0755'." % (mode,))
     value = int(text, 8)
     if value == TMPFS_DEFAULT_MODE:
-        raise LayoutError(
+        raise MountLayoutError(
             "mode=%r is the kernel's default for a tmpfs, which mountinfo does not show, so a later run could not "
             "tell this module's tmpfs from one like /dev/shm; use 755 (a root that anyone may write to is not "
             "what an installed system wants either)." % (mode,))
@@ -124,22 +128,22 @@ def normalize_persist(paths, persist_dir):
     for raw in paths:
         p = posixpath.normpath(str(raw))
         if not p.startswith("/") or p == "/" or ".." in p.split("/"):
-            raise LayoutError("persist path %r must be an absolute directory below / (like /etc/nixos)." % (raw,))
+            raise MountLayoutError("persist path %r must be an absolute directory below / (like /etc/nixos)." % (raw,))
         for reserved in ("/nix", "/boot"):
             if p == reserved or p.startswith(reserved + "/"):
-                raise LayoutError("persist path %r lies on %s, which is mounted from its own device already; "
-                                  "list only paths that would otherwise live on the tmpfs." % (raw, reserved))
+                raise MountLayoutError("persist path %r lies on %s, which is mounted from its own device already; "
+                                       "list only paths that would otherwise live on the tmpfs." % (raw, reserved))
         if p in out:
-            raise LayoutError("persist path %r is listed twice." % (raw,))
+            raise MountLayoutError("persist path %r is listed twice." % (raw,))
         out.append(p)
     for p in out:
         for q in out:
             if p != q and p.startswith(q + "/"):
-                raise LayoutError("persist path %r lies inside %r, which is persisted already; drop %r." % (p, q, p))
+                raise MountLayoutError("persist path %r lies inside %r, which is persisted already; drop %r." % (p, q, p))
     pd = posixpath.normpath(str(persist_dir))
     if not (pd == "/nix" or pd.startswith("/nix/")) or ".." in pd.split("/"):
-        raise LayoutError("persist_dir=%r must be /nix or a directory below it, so that it lives on nix_device." %
-                          (persist_dir,))
+        raise MountLayoutError("persist_dir=%r must be /nix or a directory below it, so that it lives on nix_device." %
+                               (persist_dir,))
     return out, pd
 
 
@@ -150,10 +154,10 @@ class Spec:
                  persist_dir="/nix/persist", persist=None, swap_device=None, state="mounted"):
         root = posixpath.normpath(str(root))
         if not root.startswith("/") or root == "/":
-            raise LayoutError("root=%r must be an absolute directory other than / (like /mnt)." % (root,))
+            raise MountLayoutError("root=%r must be an absolute directory other than / (like /mnt)." % (root,))
         self.root = root
         self.size = str(size)
-        parse_size(self.size)
+        parse_tmpfs_size(self.size)
         self.mode = parse_mode(mode)
         self.boot_device = boot_device
         self.boot_options = list(boot_options if boot_options is not None else ["umask=0077"])
@@ -163,7 +167,7 @@ class Spec:
         self.swap_device = swap_device
         self.state = state
         if state == "mounted" and not nix_device:
-            raise LayoutError("nix_device is required with state=mounted: the persisted paths live on it.")
+            raise MountLayoutError("nix_device is required with state=mounted: the persisted paths live on it.")
 
     def at(self, path):
         """ROOT-prefixed path of a target-system path: at('/etc/nixos') -> '/mnt/etc/nixos'."""
@@ -270,7 +274,7 @@ class LayoutPlanner:
     def _devno(self, spec_value, what):
         devno = self.facts.devno.get(spec_value)
         if devno is None:
-            raise LayoutError("%s=%r does not resolve to a block device on the target." % (what, spec_value))
+            raise MountLayoutError("%s=%r does not resolve to a block device on the target." % (what, spec_value))
         return devno
 
     def plan_mounted(self):
@@ -281,13 +285,13 @@ class LayoutPlanner:
         if fresh_root:
             busy = table.below(spec.root)
             if busy:
-                raise LayoutError(
+                raise MountLayoutError(
                     "%s is not a mount point but has mounts below it (%s); mounting a tmpfs over them would hide "
                     "them. Unmount them first (umount -R), then run again." %
                     (spec.root, ", ".join(m.target for m in busy)))
             if self.facts.root_entries:
                 shown = sorted(self.facts.root_entries)
-                raise LayoutError(
+                raise MountLayoutError(
                     "%s is not empty (%s%s): a tmpfs mounted over it would hide what is there. The root must not "
                     "exist, be an empty directory, or be a tmpfs this module mounted; choose another root (like "
                     "/mnt) or empty it." % (spec.root, ", ".join(shown[:5]), ", ..." if len(shown) > 5 else ""))
@@ -325,8 +329,8 @@ class LayoutPlanner:
         if spec.swap_device:
             swap_id = self.facts.devno.get(spec.swap_device)
             if swap_id is None:
-                raise LayoutError("swap_device=%r does not resolve to a block device or swap file on the target." %
-                                  (spec.swap_device,))
+                raise MountLayoutError("swap_device=%r does not resolve to a block device or swap file on the target." %
+                                       (spec.swap_device,))
             if swap_id not in self.facts.swaps:
                 plan.add("swapon", spec.swap_device, ["swapon", spec.swap_device], why="swap for nixos-install")
         return plan
@@ -334,12 +338,12 @@ class LayoutPlanner:
     def _check_root(self, mount, plan):
         spec = self.spec
         if mount.fstype != "tmpfs":
-            raise LayoutError(
+            raise MountLayoutError(
                 "%s is already a mount point of %s, not a tmpfs. Unmount it (umount -R %s) or choose another root." %
                 (spec.root, _describe(mount), spec.root))
         why = not_our_tmpfs(mount, self.table, set(spec.mount_points()))
         if why:
-            raise LayoutError(
+            raise MountLayoutError(
                 "%s is a tmpfs that this module did not mount: %s. The root must not exist, be an empty directory, "
                 "or be a tmpfs this module mounted there; nothing was changed. Choose another root (like /mnt)." %
                 (spec.root, why))
@@ -368,12 +372,12 @@ class LayoutPlanner:
             plan.add("mount", target, argv + [device, target], why="%s on %s" % (what, target))
         else:
             if not _same_device(mount, devno, self.facts):
-                raise LayoutError(
+                raise MountLayoutError(
                     "%s is already mounted from %s, but %s=%s is %s. Unmount %s first (or fix %s)." %
                     (target, _describe(mount), what, device, _describe_devno(devno), target, what))
             if mount.root != "/":
-                raise LayoutError("%s is a bind mount of %s, not the whole file system of %s=%s. Unmount it first." %
-                                  (target, _describe(mount), what, device))
+                raise MountLayoutError("%s is a bind mount of %s, not the whole file system of %s=%s. Unmount it first." %
+                                       (target, _describe(mount), what, device))
             self._warn_stacked(plan, target)
         self.plan_expected(plan, target, device)
 
@@ -396,7 +400,7 @@ class LayoutPlanner:
             plan.add("bind", target, ["mount", "--bind", source, target], why="persist %s" % path)
         else:
             if not _same_device(mount, nix_devno, self.facts) or mount.root != want_root:
-                raise LayoutError(
+                raise MountLayoutError(
                     "%s is already mounted from %s, but it should be a bind mount of %s (%s[%s]). Unmount %s first." %
                     (target, _describe(mount), source, spec.nix_device, want_root, target))
             self._warn_stacked(plan, target)
@@ -411,14 +415,14 @@ class LayoutPlanner:
                 plan.add("swapoff", spec.swap_device, ["swapoff", spec.swap_device], why="swap used by the install")
         root_mount = table.visible(spec.root)
         if root_mount is not None and root_mount.fstype != "tmpfs":
-            raise LayoutError("%s is a mount of %s, not a tmpfs; refusing to unmount it." %
-                              (spec.root, _describe(root_mount)))
+            raise MountLayoutError("%s is a mount of %s, not a tmpfs; refusing to unmount it." %
+                                   (spec.root, _describe(root_mount)))
         ours = [spec.at(p) for p in reversed(spec.persist)] + [spec.at("/boot"), spec.at("/nix")]
         known = set(ours)
         foreign = [m.target for m in table.below(spec.root) if m.target not in known]
         if foreign:
-            raise LayoutError("%s has mounts below it that this layout did not make (%s); unmount them first." %
-                              (spec.root, ", ".join(sorted(set(foreign)))))
+            raise MountLayoutError("%s has mounts below it that this layout did not make (%s); unmount them first." %
+                                   (spec.root, ", ".join(sorted(set(foreign)))))
         for target in ours:
             for _mount in table.stack(target):
                 plan.add("umount", target, ["umount", target], why="tear down")

@@ -312,7 +312,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._errors import R
 from ansible_collections.impermanent.nixos.plugins.module_utils._inuse import UsageProbe
 from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
-    LayoutError, compare, describe_plan, describe_table, parse_sfdisk_json, parse_size, parse_specs,
+    GptLayoutError, compare, describe_plan, describe_table, parse_sfdisk_json, parse_partition_size, parse_specs,
     plan_layout, render_sfdisk_script,
 )
 
@@ -375,8 +375,8 @@ class GptPlanner(object):
         if alignment is None or str(alignment).strip().lower() == "optimal":
             return optimal_grain(disk.topology)
         try:
-            value = parse_size(alignment, "alignment")
-        except LayoutError as e:
+            value = parse_partition_size(alignment, "alignment")
+        except GptLayoutError as e:
             raise AlignmentError("%s (or alignment=optimal)" % e)
         if value == "100%":
             raise AlignmentError("alignment=100%% makes no sense; use optimal or a byte count such as 1048576")
@@ -426,9 +426,9 @@ class GptPlanner(object):
         if not pins:
             return
         if pins.get("size") is not None:
-            size = parse_size(pins["size"], "expect.size")
+            size = parse_partition_size(pins["size"], "expect.size")
             if size == "100%":
-                raise LayoutError("expect.size=100% is not a disk size; give bytes or an IEC size such as 6GiB")
+                raise GptLayoutError("expect.size=100% is not a disk size; give bytes or an IEC size such as 6GiB")
             pins["size"] = size
         found = dict(size=disk.topology.size, path=disk.path)
         if any(k in pins for k in ("serial", "model", "wwn")):
@@ -602,9 +602,9 @@ def partition(run, planner, writer):
     written = planner.read_table(disk)
     status, reasons = compare(plan, written)
     if status != "same":
-        raise LayoutError("sfdisk wrote a table on %s that differs from the plan: %s. The disk now holds: %s"
-                          % (disk.path, "; ".join(reasons), describe_table(written, plan.sector_size)
-                             .replace("\n", "; ")))
+        raise GptLayoutError("sfdisk wrote a table on %s that differs from the plan: %s. The disk now holds: %s"
+                             % (disk.path, "; ".join(reasons), describe_table(written, plan.sector_size)
+                                .replace("\n", "; ")))
     writer.tell_kernel(disk, plan)
     result.update(partitions=result_partitions(disk, plan, written))
     if is_link_path(disk.arg) and writer.udev_running():

@@ -208,7 +208,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 from ansible_collections.impermanent.nixos.plugins.module_utils._layout import (
-    PENDING, Facts, LayoutError, LayoutPlanner, Spec)
+    PENDING, Facts, MountLayoutError, LayoutPlanner, Spec)
 from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import MountTable, parse_swaps
 from ansible_collections.impermanent.nixos.plugins.module_utils._paths import (
@@ -230,10 +230,10 @@ def check_layout_path(spec, path, outcome=UNCHANGED):
     try:
         found = resolve_beneath(spec.root, path, allow_links=False, link_advice=LINK_ADVICE)
     except PathError as e:
-        raise LayoutError("%s. %s" % (e, outcome))
+        raise MountLayoutError("%s. %s" % (e, outcome))
     if found.kind not in ("dir", "missing"):
-        raise LayoutError("%s exists and is not a directory, but the layout needs a directory there; move it away. "
-                          "%s" % (path, outcome))
+        raise MountLayoutError("%s exists and is not a directory, but the layout needs a directory there; move it away. "
+                               "%s" % (path, outcome))
 
 
 def _read(path):
@@ -254,8 +254,8 @@ class SystemReader:
                                              "-t", spec_value], check_rc=False, record=False)
             found = out.split() if rc == 0 else []
             if len(found) > 1:
-                raise LayoutError("%s matches more than one device (%s); name the device by its path instead." %
-                                  (spec_value, ", ".join(found)))
+                raise MountLayoutError("%s matches more than one device (%s); name the device by its path instead." %
+                                       (spec_value, ", ".join(found)))
             return found[0] if found else None
         return spec_value if os.path.exists(spec_value) else None
 
@@ -298,8 +298,8 @@ class SystemReader:
         paths = [spec.root] + spec.mount_points() + [spec.persist_source(p) for p in spec.persist]
         why = creatable_dir(spec.root)
         if why:
-            raise LayoutError("root: %s. The root must not exist, be an empty directory, or be a tmpfs this module "
-                              "mounted; nothing was changed." % why)
+            raise MountLayoutError("root: %s. The root must not exist, be an empty directory, or be a tmpfs this module "
+                                   "mounted; nothing was changed." % why)
         mounted = table.visible(spec.root) is not None
         if mounted:
             # on a fresh tmpfs nothing exists below ROOT yet; on ours, every path must stay on real directories

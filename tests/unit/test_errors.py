@@ -11,12 +11,12 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._errors import M
 from ansible_collections.impermanent.nixos.plugins.modules import gpt_partition
 
 VALUE_ERRORS = [
-    _alignment.AlignmentError, _blockdev.BlockDeviceError, _flake.FlakeRefError, _gpt.LayoutError,
+    _alignment.AlignmentError, _blockdev.BlockDeviceError, _flake.FlakeRefError, _gpt.GptLayoutError,
     _identity.IdentityError, _mountinfo.MountInfoError, _nixfile.NixSyntaxError, _paths.PathError,
     _persist.ExcludeError,
 ]
 OTHER_ERRORS = [
-    _command.CommandError, _hwconfig.HwconfigError, _hwconfig.SwapLookupError, _layout.LayoutError,
+    _command.CommandError, _hwconfig.HwconfigError, _hwconfig.SwapLookupError, _layout.MountLayoutError,
     _luks.LuksError,
 ]
 REFUSALS = [gpt_partition.DiskRefused, _luks.LuksRefused]

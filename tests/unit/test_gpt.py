@@ -8,8 +8,8 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._alignment impor
     MIB, Topology, explicit_grain, gpt_usable_lbas, optimal_grain, parted_aligned,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
-    REST, TYPE_GUIDS, LayoutError, compare, describe_plan, describe_table, human_size, parse_parted_machine,
-    parse_sfdisk_json, parse_size, parse_specs, plan_layout, render_sfdisk_script, resolve_type,
+    REST, TYPE_GUIDS, GptLayoutError, compare, describe_plan, describe_table, human_size, parse_parted_machine,
+    parse_sfdisk_json, parse_partition_size, parse_specs, plan_layout, render_sfdisk_script, resolve_type,
 )
 
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "gpt")
@@ -47,7 +47,7 @@ def layout_plan(*args, **kwargs):
     (4096, 4096), ("2TiB", 2 * TIB), ("64KiB", 65536), ("512 MiB", 512 * MIB), ("8gib", 8 * GIB), ("100%", REST),
 ])
 def test_parse_size(text, expected):
-    assert parse_size(text) == expected
+    assert parse_partition_size(text) == expected
 
 
 @pytest.mark.parametrize("text, words", [
@@ -57,8 +57,8 @@ def test_parse_size(text, expected):
     ("1,5GiB", ["not a size"]), ("", ["not a size"]),
 ])
 def test_parse_size_errors(text, words):
-    with pytest.raises(LayoutError) as e:
-        parse_size(text)
+    with pytest.raises(GptLayoutError) as e:
+        parse_partition_size(text)
     for word in words:
         assert word in str(e.value)
     assert repr(text) in str(e.value) or str(text) in str(e.value)
@@ -74,7 +74,7 @@ def test_type_guids():
     }
     assert resolve_type("ESP") == TYPE_GUIDS["esp"]
     assert resolve_type("21686148-6449-6e6f-744e-656564454649") == "21686148-6449-6E6F-744E-656564454649"
-    with pytest.raises(LayoutError) as e:
+    with pytest.raises(GptLayoutError) as e:
         resolve_type("ext4")
     assert "'ext4'" in str(e.value) and "esp, linux, luks, swap" in str(e.value)
 
@@ -93,7 +93,7 @@ def test_type_guids():
     (["esp"], ["each entry is a dict"]),
 ])
 def test_parse_specs_errors(items, words):
-    with pytest.raises(LayoutError) as e:
+    with pytest.raises(GptLayoutError) as e:
         parse_specs(items)
     for word in words:
         assert word in str(e.value)
@@ -177,7 +177,7 @@ def test_plan_without_rest_leaves_the_end_free():
     ([{"name": "a", "size": "11GiB"}, {"name": "b", "size": "2GiB"}], 12 * GIB, ["'b'", "does not fit"]),
 ])
 def test_plan_errors(items, size, words):
-    with pytest.raises(LayoutError) as e:
+    with pytest.raises(GptLayoutError) as e:
         plan_for(items, size)
     for word in words:
         assert word in str(e.value)
@@ -367,7 +367,7 @@ def test_conflict_message_names_disk_content_and_override():
     ("\U0001F600" * 18, ["U+1F600"]),  # 36 UTF-16 code units, yet sfdisk writes none of them
 ])
 def test_names_sfdisk_cannot_store_are_refused_before_writing(name, words):
-    with pytest.raises(LayoutError) as e:
+    with pytest.raises(GptLayoutError) as e:
         parse_specs([{"name": name, "size": "1GiB"}])
     for word in words:
         assert word in str(e.value)
@@ -381,7 +381,7 @@ def test_names_sfdisk_stores_as_given_are_accepted(name):
 
 @pytest.mark.parametrize("value", ["00000000-0000-0000-0000-000000000000", " 00000000-0000-0000-0000-000000000000"])
 def test_the_unused_entry_type_guid_is_refused(value):
-    with pytest.raises(LayoutError) as e:
+    with pytest.raises(GptLayoutError) as e:
         parse_specs([{"name": "a", "size": "1GiB", "type": value}])
     assert "unused GPT entry" in str(e.value) and "partitions[0] (a) type" in str(e.value)
 
@@ -389,6 +389,6 @@ def test_the_unused_entry_type_guid_is_refused(value):
 @pytest.mark.parametrize("value", ["0FC63DAF-8483-4772-8E79-3D69D8477DE", "0FC63DAF-8483-4772-8E79-3D69D8477DE4X",
                                    "0FC63DAF84834772-8E79-3D69D8477DE4", "{0FC63DAF-8483-4772-8E79-3D69D8477DE4}"])
 def test_malformed_type_guids_are_refused(value):
-    with pytest.raises(LayoutError) as e:
+    with pytest.raises(GptLayoutError) as e:
         parse_specs([{"name": "a", "size": "1GiB", "type": value}])
     assert "not a known partition type" in str(e.value)

@@ -13,7 +13,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._alignment impor
     MAX_LCM_GRAIN, MIB, AlignmentError, Topology, explicit_grain, optimal_grain, parted_aligned,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
-    REST, TYPE_GUIDS, LayoutError, Spec, Table, Existing, compare, plan_layout,
+    REST, TYPE_GUIDS, GptLayoutError, Spec, Table, Existing, compare, plan_layout,
 )
 
 KIB = 1 << 10
@@ -99,7 +99,7 @@ ALIGNMENTS = st.one_of(st.none(), st.sampled_from([4096, 65536, MIB, 2 * MIB, 8 
 @example(topo=Topology(512, 512, 512, 0, 3584, 8 * GIB),
          specs=[Spec("a", 1, TYPE_GUIDS["linux"]), Spec("b", REST, TYPE_GUIDS["linux"])], alignment=None)
 def test_plan_is_aligned_exact_disjoint_and_inside_the_usable_lbas(topo, specs, alignment):
-    """For any topology, partition list and alignment: the plan fails (LayoutError) exactly when the independent
+    """For any topology, partition list and alignment: the plan fails (GptLayoutError) exactly when the independent
     model says the list does not fit; otherwise every partition starts on the grain, has the smallest whole number
     of grains that holds its requested bytes (the 100% one ends at the last usable LBA), follows the previous one
     without a gap or an overlap, and lies inside the usable LBAs of the GPT; the plan reads back as "same"."""
@@ -108,7 +108,7 @@ def test_plan_is_aligned_exact_disjoint_and_inside_the_usable_lbas(topo, specs, 
     want = model(specs, topo, grain)
     try:
         plan = plan_layout(specs, topo, grain)
-    except LayoutError as e:
+    except GptLayoutError as e:
         assert want is None, "refused although it fits: %s" % e
         event("refused: does not fit")
         return
@@ -156,7 +156,7 @@ def test_a_grown_disk_keeps_its_table(topo, growth, specs):
     grain = optimal_grain(topo)
     try:
         small = plan_layout(specs, topo, grain)
-    except LayoutError:
+    except GptLayoutError:
         assume(False)
     big_topo = topo._replace(size=topo.size + growth)
     big = plan_layout(specs, big_topo, optimal_grain(big_topo))

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Properties of the size parsers: gpt_partition's partition sizes (`_gpt.parse_size`) and tmpfs_root's ``size=``
-(`_layout.parse_size`), for generated numbers and unit spellings (Hypothesis, profile in tests/conftest.py).
+"""Properties of the two size grammars: gpt_partition's partition sizes (`_gpt.parse_partition_size`, what sfdisk and
+parted read) and tmpfs_root's ``size=`` (`_layout.parse_tmpfs_size`, what the kernel's memparse reads), for generated
+numbers and unit spellings (Hypothesis, profile in tests/conftest.py).
 
 A partition size is accepted only when it means the same to every tool that reads the spelling. How sfdisk and parted
 read a unit suffix is modelled below; each rule was checked by writing a partition with that suffix into a disk image
@@ -14,7 +15,9 @@ import pytest
 from hypothesis import example, given, strategies as st
 
 from ansible_collections.impermanent.nixos.plugins.module_utils import _layout
-from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import REST, LayoutError, human_size, parse_size
+from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
+    REST, GptLayoutError, human_size, parse_partition_size,
+)
 
 POWERS = "KMGTPEZY"
 SECTOR = 512
@@ -80,30 +83,30 @@ def decimal_text(value):
 @example(number=Fraction(8), suffix="GB")
 @example(number=Fraction(3, 2), suffix="GiB")
 def test_a_size_is_accepted_only_when_sfdisk_and_parted_agree_with_it(number, suffix):
-    """For any positive number and unit spelling: when parse_size accepts it, the bytes are what every tool that
+    """For any positive number and unit spelling: when parse_partition_size accepts it, the bytes are what every tool that
     knows the spelling reads (sfdisk or parted may reject a spelling, never read it as another amount); when sfdisk
-    and parted both read it and disagree, parse_size rejects it and names it."""
+    and parted both read it and disagree, parse_partition_size rejects it and names it."""
     text = decimal_text(number) + suffix
     tools = {"sfdisk": sfdisk_bytes(number, suffix), "parted": parted_bytes(number, suffix)}
     try:
-        value = parse_size(text)
-    except LayoutError as e:
+        value = parse_partition_size(text)
+    except GptLayoutError as e:
         assert repr(text) in str(e)
         return
     assert type(value) is int
     for tool, read in tools.items():
-        assert read is None or read == value, "%s reads %r as %s, parse_size as %d" % (tool, text, read, value)
+        assert read is None or read == value, "%s reads %r as %s, parse_partition_size as %d" % (tool, text, read, value)
     known = [read for read in tools.values() if read is not None]
     assert known, "no tool reads %r" % text
 
 
 @given(number=NUMBERS, suffix=st.sampled_from(DISAGREEING))
 def test_spellings_sfdisk_and_parted_read_differently_are_rejected(number, suffix):
-    """The other direction: sfdisk and parted both read it, with different results => LayoutError."""
+    """The other direction: sfdisk and parted both read it, with different results => GptLayoutError."""
     text = decimal_text(number)
     assert sfdisk_bytes(number, suffix) != parted_bytes(number, suffix)
-    with pytest.raises(LayoutError):
-        parse_size(text + suffix)
+    with pytest.raises(GptLayoutError):
+        parse_partition_size(text + suffix)
 
 
 UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
@@ -115,9 +118,9 @@ def test_exact_decimal_round_trip(n, unit, space, case):
     """Any byte count written as the exact decimal number of any IEC unit (``1.5GiB``, ``0.001953125MiB``, the
     unit in lower case or after a blank) parses back to that byte count; bare digits and ints are bytes."""
     text = decimal_text(Fraction(n, UNITS[unit]))
-    assert parse_size(text + space + case(unit)) == n
-    assert parse_size(str(n)) == n
-    assert parse_size(n) == n
+    assert parse_partition_size(text + space + case(unit)) == n
+    assert parse_partition_size(str(n)) == n
+    assert parse_partition_size(n) == n
 
 
 @given(n=st.one_of(st.integers(1, 1023),
@@ -126,7 +129,7 @@ def test_human_size_round_trip(n):
     """human_size's exact form (bytes below 1KiB, whole KiB/MiB/GiB/TiB below 1PiB) parses back to the same bytes."""
     shown = human_size(n)
     assert "." not in shown
-    assert parse_size(shown) == n
+    assert parse_partition_size(shown) == n
 
 
 @given(number=st.builds(lambda m, e: Fraction(m, 10 ** e), st.integers(1, 10 ** 9), st.integers(0, 9)),
@@ -135,13 +138,13 @@ def test_fractions_of_a_byte_and_non_positive_sizes_are_rejected(number, unit):
     """A size that is not a whole number of bytes is rejected; so are 0, negative numbers and booleans."""
     text = decimal_text(number)
     if (number * UNITS[unit]).denominator != 1:
-        with pytest.raises(LayoutError, match="whole number of bytes"):
-            parse_size(text + unit)
+        with pytest.raises(GptLayoutError, match="whole number of bytes"):
+            parse_partition_size(text + unit)
     else:
-        assert parse_size(text + unit) == number * UNITS[unit]
+        assert parse_partition_size(text + unit) == number * UNITS[unit]
     for bad in ("-" + text + unit, "0" + unit, -int(number) - 1, 0, True, False):
-        with pytest.raises(LayoutError):
-            parse_size(bad)
+        with pytest.raises(GptLayoutError):
+            parse_partition_size(bad)
 
 
 @given(text=st.text(max_size=12))
@@ -149,10 +152,10 @@ def test_fractions_of_a_byte_and_non_positive_sizes_are_rejected(number, unit):
 @example(text="50%")
 @example(text="\u0663MiB")  # was read as 3MiB
 def test_any_text_is_a_size_or_a_layout_error(text):
-    """Arbitrary text gives bytes (a positive int), REST for exactly ``100%``, or a LayoutError: nothing else."""
+    """Arbitrary text gives bytes (a positive int), REST for exactly ``100%``, or a GptLayoutError: nothing else."""
     try:
-        value = parse_size(text)
-    except LayoutError:
+        value = parse_partition_size(text)
+    except GptLayoutError:
         return
     if text.strip() == "100%":
         assert value == REST
@@ -169,10 +172,10 @@ def test_tmpfs_size_reads_like_the_kernels_memparse(n, suffix, upper):
     """tmpfs ``size=N<suffix>`` is N << 10*k for k, m, g, t, p, e in either case, as the kernel's memparse reads
     it; ``N%`` (N >= 1) is a share of RAM; and size_kib is the byte count rounded up to whole 4 KiB pages."""
     text = "%d%s" % (n, suffix.upper() if upper else suffix)
-    assert _layout.parse_size(text) == ("bytes", n << SHIFTS[suffix])
+    assert _layout.parse_tmpfs_size(text) == ("bytes", n << SHIFTS[suffix])
     assert _layout.size_kib(text, memtotal_kib=1) == -(-(n << SHIFTS[suffix]) // 4096) * 4
     if n >= 1:
-        assert _layout.parse_size("%d%%" % n) == ("percent", n)
+        assert _layout.parse_tmpfs_size("%d%%" % n) == ("percent", n)
 
 
 @given(text=st.text(max_size=10))
@@ -181,13 +184,23 @@ def test_tmpfs_size_reads_like_the_kernels_memparse(n, suffix, upper):
 @example(text="0%")
 @example(text="\u0663k")  # ARABIC-INDIC DIGIT THREE: was read as 3k (Python's int() reads it, memparse does not)
 def test_tmpfs_size_rejects_what_memparse_would_misread(text):
-    """Anything but digits with one optional k/m/g/t/p/e or % suffix (after stripping blanks) is a LayoutError:
+    """Anything but digits with one optional k/m/g/t/p/e or % suffix (after stripping blanks) is a MountLayoutError:
     memparse would stop at a decimal point or a sign and read a different size."""
     stripped = text.strip()
     body, suffix = (stripped[:-1], stripped[-1:]) if stripped[-1:].lower() in "kmgtpe%" else (stripped, "")
     well_formed = body.isascii() and body.isdigit() and not (suffix == "%" and int(body) < 1)
     if well_formed:
-        assert _layout.parse_size(text)[0] == ("percent" if suffix == "%" else "bytes")
+        assert _layout.parse_tmpfs_size(text)[0] == ("percent" if suffix == "%" else "bytes")
     else:
-        with pytest.raises(_layout.LayoutError):
-            _layout.parse_size(text)
+        with pytest.raises(_layout.MountLayoutError):
+            _layout.parse_tmpfs_size(text)
+
+
+@given(n=st.integers(1, 1 << 30), suffix=st.sampled_from("kmgtpeKMGTPE"))
+def test_the_two_grammars_differ_on_a_one_letter_unit(n, suffix):
+    """``2G`` is 2 GiB to the kernel (a tmpfs size) and ambiguous to sfdisk and parted (a partition size): the
+    grammars stay apart, each named after what reads it."""
+    text = "%d%s" % (n, suffix)
+    assert _layout.parse_tmpfs_size(text) == ("bytes", n << SHIFTS[suffix.lower()])
+    with pytest.raises(GptLayoutError):
+        parse_partition_size(text)

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._layout import (
-    PENDING, Facts, LayoutError, LayoutPlanner, Spec, mounted_size_kib, parse_size, size_kib)
+    PENDING, Facts, MountLayoutError, LayoutPlanner, Spec, mounted_size_kib, parse_tmpfs_size, size_kib)
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import MountTable
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "mountinfo")
@@ -66,15 +66,15 @@ def argvs(p):
 
 # -- sizes ------------------------------------------------------------------------------------------------------
 def test_size_parsing_and_kernel_rounding():
-    assert parse_size("25%") == ("percent", 25)
-    assert parse_size("2G") == ("bytes", 2 << 30)
-    assert parse_size("512m") == ("bytes", 512 << 20)
+    assert parse_tmpfs_size("25%") == ("percent", 25)
+    assert parse_tmpfs_size("2G") == ("bytes", 2 << 30)
+    assert parse_tmpfs_size("512m") == ("bytes", 512 << 20)
     assert size_kib("2G", MEM) == 2097152
     assert size_kib("512m", MEM) == 524288
     assert size_kib("1000", MEM) == 4  # rounded up to one 4 KiB page
     for bad in ("25 %", "-1", "2GB", "", "0%", "x"):
-        with pytest.raises(LayoutError):
-            parse_size(bad)
+        with pytest.raises(MountLayoutError):
+            parse_tmpfs_size(bad)
 
 
 def test_percent_size_matches_what_the_kernel_showed():
@@ -151,18 +151,18 @@ def test_partial_adds_boot_and_binds_only():
 
 
 def test_wrong_device_on_nix_fails_and_names_both():
-    with pytest.raises(LayoutError) as e:
+    with pytest.raises(MountLayoutError) as e:
         plan("wrong_device")
     assert ROOT + "/nix" in str(e.value) and OTHER in str(e.value) and NIX in str(e.value)
 
 
 def test_wrong_boot_device_fails():
-    with pytest.raises(LayoutError, match="boot_device"):
+    with pytest.raises(MountLayoutError, match="boot_device"):
         plan("full", spec_kw=dict(boot_device=OTHER))
 
 
 def test_stacked_wrong_top_fails():
-    with pytest.raises(LayoutError, match="already mounted from /dev/loop1"):
+    with pytest.raises(MountLayoutError, match="already mounted from /dev/loop1"):
         plan("stacked")
 
 
@@ -174,7 +174,7 @@ def test_stacked_right_top_is_accepted_with_a_warning():
 
 def test_bind_of_wrong_directory_fails():
     # full layout, but asked to persist under another dir: the existing binds point elsewhere
-    with pytest.raises(LayoutError, match="bind mount of"):
+    with pytest.raises(MountLayoutError, match="bind mount of"):
         plan("full", spec_kw=dict(persist_dir="/nix/state"))
 
 
@@ -197,12 +197,12 @@ def hand_facts(below_root):
 
 def test_mounts_below_an_unmounted_root_are_refused():
     # an ext4 mounted on the host fs under ROOT, no tmpfs: mounting one would hide it
-    with pytest.raises(LayoutError, match="has mounts below it"):
+    with pytest.raises(MountLayoutError, match="has mounts below it"):
         LayoutPlanner(spec(), hand_facts("/nix")).plan()
 
 
 def test_root_that_is_not_a_tmpfs_is_refused():
-    with pytest.raises(LayoutError, match="not a tmpfs"):
+    with pytest.raises(MountLayoutError, match="not a tmpfs"):
         LayoutPlanner(spec(), hand_facts("")).plan()
 
 
@@ -238,16 +238,16 @@ def test_pending_devices_are_planned_as_fresh_mounts_and_swapon():
 
 def test_pending_device_cannot_be_what_is_already_mounted():
     """A mount already on ROOT/nix cannot come from a device that does not exist yet."""
-    with pytest.raises(LayoutError, match="not created yet") as e:
+    with pytest.raises(MountLayoutError, match="not created yet") as e:
         LayoutPlanner(spec(nix_device="/dev/mapper/crypted", boot_device=None),
                       pending_facts("full", ["/dev/mapper/crypted"], ALL_DIRS)).plan()
     assert ROOT + "/nix" in str(e.value)
 
 
 def test_unresolvable_devices_fail():
-    with pytest.raises(LayoutError, match="nix_device"):
+    with pytest.raises(MountLayoutError, match="nix_device"):
         plan("empty", spec_kw=dict(nix_device="/dev/nonexistent"))
-    with pytest.raises(LayoutError, match="swap_device"):
+    with pytest.raises(MountLayoutError, match="swap_device"):
         plan("full", spec_kw=dict(swap_device="LABEL=nope"))
 
 
@@ -266,7 +266,7 @@ def test_unresolvable_devices_fail():
     (dict(nix_device=None), "nix_device is required"),
 ])
 def test_spec_validation(kw, match):
-    with pytest.raises(LayoutError, match=match):
+    with pytest.raises(MountLayoutError, match=match):
         spec(**kw)
 
 
@@ -277,7 +277,7 @@ def test_mode_accepts_four_digits():
 
 def test_mode_1777_is_refused_because_mountinfo_would_not_show_it():
     # the kernel omits mode= for 1777, so the module's own tmpfs would look like /dev/shm on the next run
-    with pytest.raises(LayoutError, match="kernel's default"):
+    with pytest.raises(MountLayoutError, match="kernel's default"):
         spec(mode="1777")
 
 
@@ -311,12 +311,12 @@ def test_unmount_stacked_unmounts_every_layer():
 
 def test_unmount_refuses_foreign_mounts_below_root():
     # persist list without /var/log: the /var/log bind is not ours to remove
-    with pytest.raises(LayoutError, match="did not make"):
+    with pytest.raises(MountLayoutError, match="did not make"):
         unplan("full", persist=["/etc/nixos"])
 
 
 def test_unmount_refuses_a_root_that_is_not_tmpfs():
-    with pytest.raises(LayoutError, match="refusing to unmount"):
+    with pytest.raises(MountLayoutError, match="refusing to unmount"):
         LayoutPlanner(Spec(root=ROOT, state="unmounted"), hand_facts("")).plan()
 
 
@@ -344,7 +344,7 @@ def test_our_tmpfs_is_accepted():
     ("46 27 0:41 / %s ro,relatime - tmpfs tmpfs ro,size=25600k,mode=755", "mounted ro"),
 ])
 def test_a_tmpfs_this_module_did_not_mount_is_refused(line, why):
-    with pytest.raises(LayoutError, match="did not mount: .*%s" % re.escape(why)):
+    with pytest.raises(MountLayoutError, match="did not mount: .*%s" % re.escape(why)):
         LayoutPlanner(spec(size="25m"), root_facts(line)).plan()
 
 
@@ -352,13 +352,13 @@ def test_a_tmpfs_an_overlay_uses_is_refused():
     # a live ISO's /nix/.rw-store: a plain tmpfs, but the upper layer of the /nix/store overlay
     overlay = "60 27 0:50 / /nix/store rw - overlay overlay rw,lowerdir=/iso,upperdir=%s/store,workdir=%s/work\n" % (
         ROOT, ROOT)
-    with pytest.raises(LayoutError, match="the overlay mount on /nix/store uses a directory on it"):
+    with pytest.raises(MountLayoutError, match="the overlay mount on /nix/store uses a directory on it"):
         LayoutPlanner(spec(size="25m"), root_facts(OURS, overlay)).plan()
 
 
 def test_a_tmpfs_with_other_mounts_below_it_is_refused():
     below = "47 46 7:1 / %s/srv rw - ext4 /dev/loop1 rw\n" % ROOT.replace(" ", "\\040")
-    with pytest.raises(LayoutError, match="other file systems are mounted below it .*/srv"):
+    with pytest.raises(MountLayoutError, match="other file systems are mounted below it .*/srv"):
         LayoutPlanner(spec(size="25m"), root_facts(OURS, below)).plan()
 
 
@@ -367,5 +367,5 @@ def test_a_non_empty_directory_is_refused_an_empty_one_is_not():
     assert LayoutPlanner(spec(), empty).plan().steps[0].kind == "mount"
     full = Facts(table("empty"), devno={NIX: NIX_NO, BOOT: BOOT_NO}, memtotal_kib=MEM, dirs=[ROOT],
                  root_entries=["etc", "home", "a", "b", "c", "d"])
-    with pytest.raises(LayoutError, match=r"is not empty \(a, b, c, d, etc, ...\)"):
+    with pytest.raises(MountLayoutError, match=r"is not empty \(a, b, c, d, etc, ...\)"):
         LayoutPlanner(spec(), full).plan()
