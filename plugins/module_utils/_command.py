@@ -69,7 +69,8 @@ class CommandRunner:
     """Thin wrapper over AnsibleModule.run_command; the only way this collection's modules run a program.
 
     ``commands`` lists, as shell-quoted strings, every command that changed (or in check mode
-    would change) something. Read-only probes are run with ``record=False``. argv goes to the
+    would change) something: :meth:`run` lists what it runs, :meth:`would_run` what check mode skips.
+    Read-only probes are run with ``record=False``. argv goes to the
     program literally: ``run_command`` would otherwise expand ``$VAR``, ``${VAR}`` and ``~`` in
     every argument, so what ran would differ from what ``commands`` shows.
     """
@@ -89,24 +90,31 @@ class CommandRunner:
             raise CommandError("Required command %r was not found on the target's PATH; install it on the live system." % name)
         return path
 
-    def run(self, argv, data=None, check_rc=True, record=True, environ=None, binary_data=False, what=None):
-        """Run argv (a list), return (rc, stdout, stderr). Raises CommandError when check_rc and rc != 0."""
+    def run(self, argv, data=None, check_rc=True, record=True, environ=None, binary_data=False, what=None,
+            shown=None):
+        """Run argv (a list), return (rc, stdout, stderr). Raises CommandError when check_rc and rc != 0.
+
+        ``record``: list it in ``commands`` (a read-only probe is run with ``record=False``). ``shown``: the argv
+        to list (and to name in a failure) instead of ``argv``, for a command whose arguments must be masked; the
+        one that runs is ``argv``."""
         argv = [str(a) for a in argv]
         env = dict(C_LOCALE)
         if environ:
             env.update(environ)
+        quoted = self.quote(argv if shown is None else shown)
         if record:
-            self.commands.append(self.quote(argv))
+            self.commands.append(quoted)
         rc, out, err = self.module.run_command(argv, data=data, environ_update=env, binary_data=binary_data,
                                                use_unsafe_shell=False, expand_user_and_vars=False)
         if check_rc and rc != 0:
             what = what or argv[0]
             raise CommandError(
                 "%s failed (rc=%s): %s" % (what, rc, (err or out).strip() or "no output"),
-                rc=rc, stdout=out, stderr=err, cmd=self.quote(argv),
+                rc=rc, stdout=out, stderr=err, cmd=quoted,
             )
         return rc, out, err
 
-    def plan(self, argv):
-        """Record a command that check mode would run, without running it."""
+    def would_run(self, argv):
+        """Check mode: list a command in ``commands`` without running it (a command that really runs goes through
+        :meth:`run`, which lists it)."""
         self.commands.append(self.quote([str(a) for a in argv]))

@@ -593,7 +593,7 @@ def partition(run, planner, writer):
     if run.check_mode:
         writer.validate(disk, script)
         for argv in writer.commands(disk):
-            run.runner.plan(argv)
+            run.runner.would_run(argv)
         result.update(partitions=result_partitions(disk, plan, None))
         return result
     writer.write(disk, script)

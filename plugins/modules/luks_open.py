@@ -293,7 +293,7 @@ class LuksExecutor:
         for step in plan.steps:
             argv = self.argv(step.kind)
             if step.writes and self.check_mode:
-                self.runner.plan(argv)
+                self.runner.would_run(argv)
                 continue
             data = self.request.key.data if step.kind in ("format", "open", "verify") else None
             try:

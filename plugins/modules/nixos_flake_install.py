@@ -369,15 +369,13 @@ class InstallExecutor(object):
         shown = flake.redact_argv(plan.argv)
         if self.module.check_mode:
             if stage_argv:
-                self.runner.plan(stage_argv)
-            self.runner.plan(shown)
+                self.runner.would_run(stage_argv)
+            self.runner.would_run(shown)
             return self.evaluate(plan), None
         if stage_argv:
             self.runner.run(stage_argv, what="git add")
         drv_path = self.evaluate(plan)
-        self.runner.plan(shown)  # recorded masked; run unrecorded below
-        rc, out, err = self.runner.run(plan.argv, check_rc=False, record=False,
-                                       environ={"NIX_CONFIG": plan.nix_config})
+        rc, out, err = self.runner.run(plan.argv, check_rc=False, shown=shown, environ={"NIX_CONFIG": plan.nix_config})
         tail = flake.log_tail(out, err)
         if rc != 0:
             _rel, hint = flake.missing_source_hint(err, plan.repo_top)

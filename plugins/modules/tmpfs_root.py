@@ -357,7 +357,7 @@ class LayoutExecutor:
                     os.makedirs(step.target, mode=0o755)
                     self.created_dirs.append(step.target)
             elif self.check_mode:
-                self.runner.plan(step.argv)
+                self.runner.would_run(step.argv)
             else:
                 self.runner.run(step.argv, what="%s %s" % (step.argv[0], step.target))
 

@@ -70,3 +70,19 @@ def test_safe_text_and_safe_result():
     result = safe_result({"diff": {"before": latin1, latin1: [latin1, 1, True]}, "changed": False})
     assert result == {"diff": {"before": "caf\ufffd", "caf\ufffd": ["caf\ufffd", 1, True]}, "changed": False}
     assert CommandRunner.quote(["echo", latin1]) == "echo 'caf\\xe9'"
+
+
+def test_shown_is_what_commands_and_a_failure_list_in_place_of_the_argv_that_runs(runner):
+    sh = runner.find("sh")
+    secret = ["-c", "exit 0", "github.com=ghp_secret"]
+    runner.run([sh] + secret, shown=[sh, "-c", "exit 0", "********"])
+    with pytest.raises(CommandError) as e:
+        runner.run([sh, "-c", "exit 4", "github.com=ghp_secret"], shown=[sh, "-c", "exit 4", "********"])
+    assert runner.commands == ["%s -c 'exit 0' '********'" % sh, "%s -c 'exit 4' '********'" % sh]
+    assert e.value.cmd == runner.commands[1] and "ghp_secret" not in str(e.value.fail_fields())
+
+
+def test_would_run_lists_a_command_without_running_it(runner, tmp_path):
+    marker = tmp_path / "made"
+    runner.would_run([runner.find("touch"), str(marker)])
+    assert runner.commands == ["%s %s" % (runner.find("touch"), marker)] and not marker.exists()

@@ -56,7 +56,7 @@ def test_check_mode_records_what_would_run_and_runs_nothing(monkeypatch, tmp_pat
         assert run.check_mode is True
         argv = [run.runner.find("touch"), str(marker)]
         if run.check_mode:
-            run.runner.plan(argv)
+            run.runner.would_run(argv)
         else:
             run.runner.run(argv)
         return dict(changed=True)
