@@ -121,7 +121,10 @@ def top_attrset(tree):
             return node if isinstance(node, AttrSet) else None
 
 
-class _Planner:
+class _EditPlanner:
+    """Parses the file, finds the definitions the patch touches and plans the text edits (``edits``); writes
+    nothing."""
+
     def __init__(self, text, name, resolve_partuuid):
         self.text = text
         self.name = name
@@ -401,7 +404,7 @@ def plan_patch(text, name="hardware-configuration.nix", root_options=None, boot_
     boot_options = list(DEFAULT_BOOT_OPTIONS if boot_options is None else boot_options)
     _check_wanted(root_options, "root_options")
     _check_wanted(boot_options, "boot_options")
-    planner = _Planner(text, name, resolve_partuuid or _no_lookup)
+    planner = _EditPlanner(text, name, resolve_partuuid or _no_lookup)
     patched = {"root": None, "boot": None, "swap": []}
 
     root = planner.mount("/")

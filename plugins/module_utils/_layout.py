@@ -6,7 +6,7 @@
 Given what is mounted now (a :class:`~._mountinfo.MountTable`), the active swaps and the device numbers of the
 devices the user named, :func:`plan` answers "which steps must run so that ROOT is a tmpfs with boot, nix and the
 persisted paths bind-mounted from ``ROOT/nix/persist``?" — or, for ``state=unmounted``, which steps tear it down.
-Nothing here touches the system; the module gathers :class:`Facts` and runs the :class:`Step` list.
+Nothing here touches the system; the module gathers :class:`Facts` and runs the :class:`MountPlan`'s steps.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import posixpath
 import re
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+from ansible_collections.impermanent.nixos.plugins.module_utils._plan import Plan
 
 
 class MountLayoutError(ModuleError):
@@ -205,38 +206,13 @@ class Facts:
         self.root_entries = list(root_entries)
 
 
-class Step:
-    """One thing to do. ``argv`` for a command, or kind ``mkdir`` with a path."""
+class MountPlan(Plan):
+    """The mount layout's steps (kinds mount, remount, chmod, mkdir, bind, swapon, swapoff, umount; every one
+    writes) and ``expected``: the mounts the layout consists of, dicts target/source/fstype."""
 
-    def __init__(self, kind, target, argv=None, why="", conditional=False):
-        self.kind = kind          # mount | remount | chmod | mkdir | bind | swapon | swapoff | umount
-        self.target = target
-        self.argv = argv
-        self.why = why
-        self.conditional = conditional  # mkdir on a file system that is not mounted yet: only when missing
-
-    def as_dict(self):
-        d = dict(kind=self.kind, target=self.target, why=self.why)
-        if self.argv:
-            d["argv"] = list(self.argv)
-        return d
-
-    def __repr__(self):
-        return "Step(%s %s %s)" % (self.kind, self.target, self.argv)
-
-
-class Plan:
     def __init__(self):
-        self.steps = []
-        self.warnings = []
-        self.expected = []  # the mounts the layout consists of: dicts target/source/fstype
-
-    def add(self, *args, **kwargs):
-        self.steps.append(Step(*args, **kwargs))
-
-    @property
-    def changed(self):
-        return bool(self.steps)
+        super(MountPlan, self).__init__()
+        self.expected = []
 
 
 def _same_device(mount, want, facts):
@@ -278,7 +254,7 @@ class LayoutPlanner:
         return devno
 
     def plan_mounted(self):
-        spec, table, plan = self.spec, self.table, Plan()
+        spec, table, plan = self.spec, self.table, MountPlan()
         root_mount = table.visible(spec.root)
         fresh_root = root_mount is None
         tmpfs_opts = "size=%s,mode=%s" % (spec.size, format(spec.mode, "o").zfill(3))
@@ -408,7 +384,7 @@ class LayoutPlanner:
 
     # -- unmounted -------------------------------------------------------------------------------------------
     def plan_unmounted(self):
-        spec, table, plan = self.spec, self.table, Plan()
+        spec, table, plan = self.spec, self.table, MountPlan()
         if spec.swap_device:
             swap_id = self.facts.devno.get(spec.swap_device)
             if swap_id is not None and swap_id in self.facts.swaps:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError, Refused
+from ansible_collections.impermanent.nixos.plugins.module_utils._plan import Plan, Step
 
 # cryptsetup exit codes (man cryptsetup, RETURN CODES)
 RC_WRONG_KEY = 2
@@ -268,38 +269,20 @@ class LuksFacts:
         self.pending = pending
 
 
-class LuksStep:
+class LuksStep(Step):
     """kind: format | open | close (write), verify (read-only key check)."""
 
     WRITES = ("format", "open", "close")
 
     def __init__(self, kind, why):
-        self.kind = kind
-        self.why = why
-
-    @property
-    def writes(self):
-        return self.kind in self.WRITES
+        super(LuksStep, self).__init__(kind, why=why, writes=kind in self.WRITES)
 
     def __repr__(self):
         return "LuksStep(%s)" % self.kind
 
 
-class LuksPlan:
-    def __init__(self):
-        self.steps = []
-        self.warnings = []
-
-    def add(self, kind, why):
-        self.steps.append(LuksStep(kind, why))
-
-    @property
-    def kinds(self):
-        return [s.kind for s in self.steps]
-
-    @property
-    def changed(self):
-        return any(s.writes for s in self.steps)
+class LuksPlan(Plan):
+    step_type = LuksStep
 
     @property
     def formats(self):

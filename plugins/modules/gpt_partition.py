@@ -345,8 +345,9 @@ class Disk(namedtuple("Disk", "arg path name topology")):
         return self.path if self.arg == self.path else "%s (%s)" % (self.arg, self.path)
 
 
-class GptPlanner(object):
-    """Reads the disk and answers: is the requested table there, may it be written, what would be written?"""
+class DiskInspector(object):
+    """Reads the disk (what it is, its table and signatures) and runs the interlocks (system disk, identity,
+    in use): it decides nothing to write; partition() plans with _gpt and GptWriter writes."""
 
     def __init__(self, runner, sysfs="/sys"):
         self.runner = runner
@@ -553,22 +554,22 @@ def result_partitions(disk, plan, table):
     return out
 
 
-def partition(run, planner, writer):
+def partition(run, inspector, writer):
     """The module's body (see _module.run_module): returns the result of a run that succeeds."""
     p = run.params
     specs = parse_specs(p["partitions"])
-    disk = planner.resolve(p["device"])
-    planner.check_not_system(disk)
-    planner.check_identity(disk, p["expect"])
-    grain = planner.grain(disk, p["alignment"])
+    disk = inspector.resolve(p["device"])
+    inspector.check_not_system(disk)
+    inspector.check_identity(disk, p["expect"])
+    grain = inspector.grain(disk, p["alignment"])
     for note in grain.notes:
         run.warn("%s: %s" % (disk.path, note))
     plan = plan_layout(specs, disk.topology, grain)
-    table = planner.read_table(disk)
+    table = inspector.read_table(disk)
     signature = None
     status, reasons = compare(plan, table)
     if status == "empty":
-        signature = planner.read_signature(disk, table)
+        signature = inspector.read_signature(disk, table)
         if signature:
             status, reasons = "different", ["no partition table, but %s" % signature]
     result = dict(changed=False, device=disk.path, alignment_bytes=grain.size, alignment_offset=grain.offset,
@@ -582,8 +583,8 @@ def partition(run, planner, writer):
         return result
     if status == "different" and not p["force"]:
         raise DiskRefused(describe_conflict(disk, table, signature, reasons, plan), "content")
-    planner.check_not_in_use(disk)
-    if is_read_only(disk.name, planner.sysfs):
+    inspector.check_not_in_use(disk)
+    if is_read_only(disk.name, inspector.sysfs):
         raise DiskRefused("%s is read-only; nothing was written." % disk.label, "read_only")
     script = render_sfdisk_script(plan)
     result.update(changed=True, script=script)
@@ -599,7 +600,7 @@ def partition(run, planner, writer):
     writer.write(disk, script)
     # Read back before anything else: a value sfdisk stored differently must be reported as that, not as a
     # kernel that does not show the partitions.
-    written = planner.read_table(disk)
+    written = inspector.read_table(disk)
     status, reasons = compare(plan, written)
     if status != "same":
         raise GptLayoutError("sfdisk wrote a table on %s that differs from the plan: %s. The disk now holds: %s"
@@ -636,7 +637,7 @@ def main():
         supports_check_mode=True,
     )
     # every failure names the device as given; a success returns it resolved
-    run_module(module, lambda run: partition(run, GptPlanner(run.runner), GptWriter(run.runner)),
+    run_module(module, lambda run: partition(run, DiskInspector(run.runner), GptWriter(run.runner)),
                failed=dict(device=module.params["device"]))
 
 

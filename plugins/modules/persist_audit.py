@@ -265,7 +265,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._persist import 
 
 
 class PersistAudit:
-    """Planner: reads both trees and answers "what would rsync list?". Nothing to execute: the module is read-only."""
+    """Walks both trees and answers "what would rsync list?". Nothing to plan or execute: the module is read-only."""
 
     def __init__(self, root, persist, exclude, direction, workers=None):
         self.workers = workers  # None: one walker process per usable CPU (tests and benchmarks pin it)
