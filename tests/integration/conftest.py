@@ -108,12 +108,13 @@ def remove_guest(name):
     shutil.rmtree(os.path.join(LIBVIRT_IMAGES_DIR, "vms", name), ignore_errors=True)
 
 
-def run_module(module, args, check=False):
+def run_module(module, args, check=False, extra_env=None):
     """One module call, the way `ansible localhost -m impermanent.nixos.X -a ...` does it; returns (rc, result)."""
     argv = ["ansible", "localhost", "-i", "localhost,", "-c", "local", "-m", module, "-a", json.dumps(args)]
     if check:
         argv.append("--check")
     env = _env()
+    env.update(extra_env or {})
     env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "1"
     env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)

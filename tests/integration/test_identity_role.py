@@ -13,11 +13,11 @@ import re
 import shutil
 import stat
 import subprocess
-import warnings
 
 import pytest
 
 from argv_sampler import Sampler  # tests/argv_sampler.py
+import system_crypt  # tests/system_crypt.py
 from conftest import _env
 from ansible_collections.impermanent.nixos.plugins.module_utils import _identity as ident
 
@@ -45,10 +45,7 @@ def test_argument_specs_mirror_the_defaults():
 def _verify(password, hashed):
     if hashed.startswith("$6$"):
         return ident.sha512_crypt_verify(password, hashed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt  # Python 3.11: the system's crypt(3) for yescrypt and the rest
-    return crypt.crypt(password, hashed) == hashed
+    return system_crypt.crypt(password, hashed) == hashed  # the system's crypt(3) for yescrypt and the rest
 
 
 def _run(tmp_path, variables, verbose=False, extra_env=None, inventory="h1,", connection="local"):
