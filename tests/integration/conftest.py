@@ -28,6 +28,8 @@ MS_REC = 0x4000  # <sys/mount.h>
 MS_PRIVATE = 1 << 18
 # the mount namespace this session made for itself, once it is in it
 OWN_NAMESPACE = []
+# a descriptor of the namespace the session started in (the host's), for tests of the namespace itself
+HOST_NAMESPACE_FD = []
 
 
 def _mount_namespace():
@@ -42,6 +44,7 @@ def enter_private_mount_namespace():
     if len(threads) != 1:
         raise OSError(errno.EINVAL, "the process has %d threads: only one would change mount namespace" % len(threads))
     host = _mount_namespace()
+    host_fd = os.open("/proc/self/ns/mnt", os.O_RDONLY)  # not inherited unless passed on (pass_fds)
     libc = ctypes.CDLL(None, use_errno=True)
     if hasattr(os, "unshare"):  # Python 3.12
         os.unshare(os.CLONE_NEWNS)
@@ -59,6 +62,7 @@ def enter_private_mount_namespace():
     if shared:
         raise OSError(errno.EINVAL, "mounts still shared with the host after --make-rprivate: %s" % shared)
     OWN_NAMESPACE.append(own)
+    HOST_NAMESPACE_FD.append(host_fd)
 
 
 def pytest_configure(config):
