@@ -22,8 +22,10 @@ description:
   - A file is written atomically, the way a private key must be written, a temporary file in the same directory,
     created with mode C(0600), owner and mode set before any content goes in, fsync, rename, fsync of the
     directory. An existing file with the same content only gets its owner and mode corrected.
-  - Contents are never returned, logged or shown in a diff; the results hold paths, actions and modes only. The
-    module does not log its invocation to the target's journal at all.
+  - Contents are never returned or shown in a diff; the results hold paths, actions and modes only.
+  - Set C(no_log: true) on the task when a content is secret. Ansible logs every module's arguments to the
+    target's journal and masks a C(no_log) option's value there only where it appears verbatim, which a content
+    with a newline (a key, a hash file) does not: the list is logged as its repr, with the newline escaped.
   - Missing directories above an entry are created with mode C(0755), owned by root. O(root) itself must exist
     (in check mode a missing O(root) is planned as an empty directory, with a warning).
 extends_documentation_fragment:
@@ -192,10 +194,6 @@ def main():
                                     content=dict(type="str", required=True, no_log=True))),
         ),
         supports_check_mode=True,
-        # Never log the invocation to the target's journal: Ansible masks a no_log value only where it appears
-        # verbatim in the logged text, and the list of files is logged as its repr, where a key's or a hash's
-        # newline is escaped ("\\n"), so multi-line contents would slip past the mask. Results are unaffected.
-        no_log=True,
     )
     p = module.params
     actions = []
