@@ -23,9 +23,9 @@ description:
     created with mode C(0600), owner and mode set before any content goes in, fsync, rename, fsync of the
     directory. An existing file with the same content only gets its owner and mode corrected.
   - Contents are never returned or shown in a diff; the results hold paths, actions and modes only.
-  - Set C(no_log: true) on the task when a content is secret. Ansible logs every module's arguments to the
+  - Make the task C(no_log) when a content is secret. Ansible logs every module's arguments to the
     target's journal and masks a C(no_log) option's value there only where it appears verbatim, which a content
-    with a newline (a key, a hash file) does not: the list is logged as its repr, with the newline escaped.
+    with a newline (a key, a hash file) does not, since the list is logged as its repr, with the newline escaped.
   - Missing directories above an entry are created with mode C(0755), owned by root. O(root) itself must exist
     (in check mode a missing O(root) is planned as an empty directory, with a warning).
 extends_documentation_fragment:
