@@ -96,7 +96,7 @@ def plan_entry(wanted, found):
                   "%04o" % wanted.mode)
 
 
-def write_file(wanted, dir_fd_open=os.open):
+def write_file(wanted):
     """Write a file atomically with its owner and mode set before any content is in it."""
     directory = os.path.dirname(wanted.path)
     fd, tmp = tempfile.mkstemp(prefix=".persist_files.", dir=directory)
@@ -115,7 +115,7 @@ def write_file(wanted, dir_fd_open=os.open):
             os.close(fd)
         if tmp is not None:
             os.unlink(tmp)
-    dfd = dir_fd_open(directory, os.O_RDONLY)
+    dfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:

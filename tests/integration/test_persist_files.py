@@ -5,12 +5,14 @@ One call writes directories and files with their modes; a rerun changes nothing;
 (also at -vvv); check mode writes nothing and fails where the run would; a link below the root is refused before
 anything is written.
 """
+import hashlib
 import json
 import os
 import stat
 import subprocess
 
 from conftest import _env, run_module
+from test_adversarial_paths import snapshot as tree
 
 SECRET = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-persist-files-test\n" \
          "-----END OPENSSH PRIVATE KEY-----\n"
@@ -29,18 +31,6 @@ def identity_args(root):
                        dict(path=persist + "/passwords/root", content="$6$salt$hash\n")])
 
 
-def tree(root):
-    """Every path below root with its kind, mode and (for files) bytes."""
-    out = {}
-    for base, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(base, name)
-            st = os.lstat(path)
-            data = open(path, "rb").read() if stat.S_ISREG(st.st_mode) else None
-            out[os.path.relpath(path, root)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), data)
-    return out
-
-
 def test_one_call_writes_everything_and_a_rerun_changes_nothing(tmp_path):
     root = str(tmp_path / "mnt")
     os.mkdir(root)
@@ -55,10 +45,10 @@ def test_one_call_writes_everything_and_a_rerun_changes_nothing(tmp_path):
         ("/nix/persist/etc/ssh/ssh_host_ed25519_key.pub", "create"), ("/nix/persist/etc/machine-id", "create"),
         ("/nix/persist/passwords/root", "create")]
     t = tree(root)
-    assert t["nix/persist/etc/ssh/ssh_host_ed25519_key"][1:] == (0o600, SECRET.encode())
-    assert t["nix/persist/etc/machine-id"][1] == 0o444
-    assert t["nix/persist/passwords"][1] == 0o700 and t["nix/persist/passwords/root"][1] == 0o600
-    assert t["nix"][1] == 0o755 and t["nix/persist/etc/ssh"][1] == 0o755
+    assert t["nix/persist/etc/ssh/ssh_host_ed25519_key"] == (0o600, hashlib.sha256(SECRET.encode()).hexdigest())
+    assert t["nix/persist/etc/machine-id"][0] == 0o444
+    assert t["nix/persist/passwords"] == (0o700, "dir") and t["nix/persist/passwords/root"][0] == 0o600
+    assert t["nix"] == (0o755, "dir") and t["nix/persist/etc/ssh"] == (0o755, "dir")
     rc, again = run_module("impermanent.nixos.persist_files", identity_args(root))
     assert rc == 0 and again["changed"] is False and again["actions"] == [], again
     assert tree(root) == t
