@@ -3,8 +3,16 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON_BASE ?= $(shell command -v python3.11 || command -v python3)
+# Two controller toolchains (README.md "Supported versions", docs/development.md "Toolchain"): the newest ansible-core
+# in .venv (requirements.txt) runs every layer; the oldest supported one in .venv-oldest (requirements-oldest.txt)
+# runs sanity, unit and integration again. scripts/venv.sh finds each Python (PATH, then pyenv's versions);
+# PYTHON_BASE / OLDEST_PYTHON_BASE name one instead.
+PYTHON_VERSIONS        ?= 3.13 3.12
+OLDEST_PYTHON_VERSIONS ?= 3.11
+PYTHON_BASE            ?=
+OLDEST_PYTHON_BASE     ?=
 VENV        := $(CURDIR)/.venv
+OLDEST_VENV := $(CURDIR)/.venv-oldest
 PY          := $(VENV)/bin/python
 BIN         := $(VENV)/bin
 BUILD       := $(CURDIR)/.build
@@ -18,19 +26,20 @@ export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 export IMPERMANENT_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup doctor host venv build ee-context lint sanity unit integration eval molecule molecule-all resume-soak test test-fast demo bench clean
+.PHONY: help setup doctor host venv venv-oldest build build-oldest sanity-oldest unit-oldest integration-oldest test-oldest ee-context lint sanity unit integration eval molecule molecule-all resume-soak test test-fast demo bench clean
 
 help:
 	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
 	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, eval, molecule)"
 	@echo "make molecule-all  every Molecule scenario (make test runs default, fleet and reinstall)"
 	@echo "make test-fast  unit + integration + eval only"
+	@echo "make test-oldest  sanity, unit and integration on the oldest supported ansible-core (.venv-oldest)"
 	@echo "make eval       evaluate every configuration the collection writes against NixOS option declarations"
 	@echo "make doctor     check every precondition the tests rely on (make setup runs it)"
 	@echo "make bench      benchmarks (ratios against the seed's commands)"
 
 # setup makes this machine ready for every layer; doctor then names any precondition still missing.
-setup: host venv
+setup: host venv venv-oldest
 	bash scripts/doctor.sh
 
 doctor:
@@ -42,9 +51,12 @@ host:
 venv: $(VENV)/.stamp
 
 $(VENV)/.stamp: requirements.txt
-	$(PYTHON_BASE) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
-	touch $@
+	PYTHON_BASE="$(PYTHON_BASE)" bash scripts/venv.sh $(VENV) requirements.txt $(PYTHON_VERSIONS)
+
+venv-oldest: $(OLDEST_VENV)/.stamp
+
+$(OLDEST_VENV)/.stamp: requirements-oldest.txt
+	PYTHON_BASE="$(OLDEST_PYTHON_BASE)" bash scripts/venv.sh $(OLDEST_VENV) requirements-oldest.txt $(OLDEST_PYTHON_VERSIONS)
 
 # Build the artifact and install it: every test layer past unit runs the installed collection by FQCN.
 build: venv
@@ -76,6 +88,36 @@ unit: build
 integration: build host
 	$(BIN)/pytest -q tests/integration
 
+# The oldest supported ansible-core (.venv-oldest, requirements-oldest.txt): the artifact `make build` made,
+# installed by that ansible-galaxy into .build/collections-oldest, through sanity, unit and the integration files in
+# OLDEST_INTEGRATION (every module and role; docs/development.md "Toolchain" says why not all of them and what each
+# costs). `make test` runs these three after the newest toolchain's layers.
+OLDEST_COLLECTIONS := $(BUILD)/collections-oldest
+OLDEST_ENV := PATH=$(OLDEST_VENV)/bin:$$PATH ANSIBLE_PYTHON_INTERPRETER=$(OLDEST_VENV)/bin/python \
+	ANSIBLE_COLLECTIONS_PATH=$(OLDEST_COLLECTIONS) IMPERMANENT_COLLECTIONS_PATH=$(OLDEST_COLLECTIONS)
+OLDEST_INTEGRATION ?= $(addprefix tests/integration/, \
+	test_persist_audit.py test_hwconfig_patch.py test_disk_interlock.py test_tmpfs_root.py test_luks_open.py \
+	test_nixos_flake_install.py test_secrets.py test_flake_starter.py test_libvirt_vm_xml.py test_persist_files.py \
+	test_provision_check.py::test_check_diff_on_a_blank_disk_shows_the_plan_and_writes_nothing \
+	test_gpt_partition.py::test_layout_created_aligned_and_idempotent \
+	test_identity_role.py::test_identity_refuses_a_bad_hash_or_key_naming_it_but_not_the_secret \
+	test_live_iso.py::test_minimal_iso_nix_evaluates_to_what_was_asked test_live_iso.py::test_check_mode_writes_nothing)
+
+build-oldest: build venv-oldest
+	rm -rf $(OLDEST_COLLECTIONS)
+	$(OLDEST_VENV)/bin/ansible-galaxy collection install --force --no-deps -p $(OLDEST_COLLECTIONS) $(TARBALL)
+
+sanity-oldest: build-oldest host
+	VENV=$(OLDEST_VENV) bash scripts/sanity.sh $(TARBALL)
+
+unit-oldest: build-oldest
+	$(OLDEST_ENV) $(OLDEST_VENV)/bin/pytest -q tests/unit
+
+integration-oldest: build-oldest host
+	$(OLDEST_ENV) $(OLDEST_VENV)/bin/pytest -q $(OLDEST_INTEGRATION)
+
+test-oldest: sanity-oldest unit-oldest integration-oldest
+
 # Every configuration the collection writes (starter variants x layouts, the check-mode plan's version, the files a
 # previous Molecule run brought back), evaluated by real nixpkgs when at hand, else by the vendored offline kit
 # tests/nix-eval; prints the oracle and the number of configurations evaluated (tests/eval/test_nix_eval.py).
@@ -99,7 +141,7 @@ resume-soak: build host
 
 test-fast: setup unit integration eval
 
-test: setup lint sanity unit integration eval molecule
+test: setup lint sanity unit integration eval test-oldest molecule
 
 demo: setup build
 	bash scripts/demo.sh

@@ -6,11 +6,13 @@
 #
 # Each check prints one line, `ok` or `MISSING`, with what to do. Exit status 1 when anything is missing, so that a
 # gap on a new machine fails here in seconds instead of deep inside a test. Needs root (loop devices, mounts, Nix's
-# store). Environment: VENV (default .venv); SETUP_LIBVIRT=0 skips the libvirtd check, as it skips starting it.
+# store). Environment: VENV (default .venv), OLDEST_VENV (default .venv-oldest); SETUP_LIBVIRT=0 skips the libvirtd
+# check, as it skips starting it.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$REPO/.venv}
+OLDEST_VENV=${OLDEST_VENV:-$REPO/.venv-oldest}
 missing=0
 scratch=$(mktemp -d)
 loop=""
@@ -121,24 +123,36 @@ if [ "${SETUP_LIBVIRT:-1}" = 1 ]; then
   fi
 fi
 
-# The venv with the controller toolchain and the collections the tests use.
-if [ -x "$VENV/bin/ansible-playbook" ]; then
-  ok "venv $VENV"
-  collections=$("$VENV/bin/ansible-galaxy" collection list 2>/dev/null)
+# The two controller toolchains (Makefile: venv, venv-oldest), each with its ansible-core on a Python it supports,
+# the collections the tests use and its tools. ansible-core 2.20 and newer need Python >= 3.12, 2.19 >= 3.11.
+check_venv() {
+  local venv=$1 target=$2 core_prefix=$3 min_python=$4 tools=$5 core python collections c tool
+  if [ ! -x "$venv/bin/ansible-playbook" ]; then gap "venv $venv" "make $target"; return; fi
+  core=$("$venv/bin/python" -c 'from ansible.release import __version__; print(__version__)' 2>/dev/null)
+  python=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+  if [[ "$core" == "$core_prefix".* ]] &&
+     "$venv/bin/python" -c "import sys; sys.exit(sys.version_info[:2] < ($min_python))" 2>/dev/null; then
+    ok "venv $venv: ansible-core $core on Python $python"
+  else
+    gap "venv $venv with ansible-core $core_prefix on Python >= ${min_python/, /.}" \
+      "it has ansible-core ${core:-none} on Python ${python:-none}: rm -rf $venv; make $target"
+  fi
+  collections=$("$venv/bin/ansible-galaxy" collection list 2>/dev/null)
   for c in community.general community.libvirt ansible.posix; do
-    if grep -q "^$c " <<<"$collections"; then ok "collection $c"; else
-      gap "collection $c" "it comes with the ansible package: make venv"
+    if grep -q "^$c " <<<"$collections"; then ok "$target: collection $c"; else
+      gap "$target: collection $c" "it comes with the ansible package: make $target"
     fi
   done
-  for tool in molecule pytest ansible-lint ansible-test antsibull-changelog; do
-    if [ -x "$VENV/bin/$tool" ]; then ok "venv tool $tool"; else gap "venv tool $tool" "make venv (requirements.txt)"; fi
+  for tool in $tools; do
+    if [ -x "$venv/bin/$tool" ]; then ok "$target: tool $tool"; else gap "$target: tool $tool" "make $target"; fi
   done
-  if "$VENV/bin/python" -c 'import libvirt' 2>/dev/null; then ok "libvirt-python in the venv"; else
-    gap "libvirt-python in the venv" "make venv (needs pkg-config, libvirt-dev, gcc)"
+  if "$venv/bin/python" -c 'import libvirt' 2>/dev/null; then ok "$target: libvirt-python"; else
+    gap "$target: libvirt-python" "make $target (needs pkg-config, libvirt-dev, gcc)"
   fi
-else
-  gap "venv $VENV" "make venv"
-fi
+}
+pinned_core() { sed -n 's/^ansible-core==\([0-9]*\.[0-9]*\)\..*/\1/p' "$REPO/$1"; }
+check_venv "$VENV" venv "$(pinned_core requirements.txt)" "3, 12" "molecule pytest ansible-lint ansible-test antsibull-changelog"
+check_venv "$OLDEST_VENV" venv-oldest "$(pinned_core requirements-oldest.txt)" "3, 11" "pytest ansible-test"
 
 if [ "$missing" -gt 0 ]; then
   printf 'doctor: %d precondition(s) missing; see the MISSING lines above\n' "$missing"

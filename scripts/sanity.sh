@@ -3,6 +3,7 @@
 # `make sanity`: the full `ansible-test sanity` (every test that runs without containers) on the built artifact.
 #
 #   bash scripts/sanity.sh .build/impermanent-nixos-<version>.tar.gz [ansible-test sanity options]
+#   VENV=.venv-oldest bash scripts/sanity.sh ...   # `make sanity-oldest`: that venv's ansible-test and Python
 #
 # - ansible-test lists files with git when it runs inside a work tree (where .build is ignored), so the tarball is
 #   extracted into a temporary ansible_collections/impermanent/nixos outside it: what is tested is what ships.
@@ -13,12 +14,15 @@
 # - The compile and import tests run on every Python that tests/config.yml admits for the modules (>= 3.8) and that
 #   is installed; the controller-only tests on the venv's Python. ansible-test looks up `pythonX.Y` on PATH, and a
 #   pyenv shim there fails for a version that is not pyenv's global one: the interpreters are resolved here (PATH,
-#   then pyenv's versions) and linked into one directory that comes first on PATH, and pyenv's shims are left out.
+#   then pyenv's versions: scripts/python.sh) and linked into one directory that comes first on PATH, and pyenv's
+#   shims are left out.
 #   The summary names the Pythons used; one that is not installed is skipped by ansible-test with a warning.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$REPO/.venv/bin
+# shellcheck source=scripts/python.sh
+source "$REPO/scripts/python.sh"
+BIN=${VENV:-$REPO/.venv}/bin
 TARBALL=$(realpath "$1")
 shift
 
@@ -34,22 +38,17 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # PATH without pyenv's shims, then the interpreters that really run.
-clean_path=$(tr ':' '\n' <<<"$PATH" | grep -v '/shims$' | paste -sd: -)
-pyenv_root=$(pyenv root 2>/dev/null || true)
+clean_path=$(python_clean_path)
 mkdir -p "$tmp/bin"
 found=()
-for version in 3.8 3.9 3.10 3.11 3.12 3.13; do
-    for candidate in "$(PATH=$clean_path command -v "python$version" || true)" \
-                     ${pyenv_root:+"$pyenv_root"/versions/"$version".*/bin/python"$version"}; do
-        if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c '' 2>/dev/null; then
-            ln -s "$candidate" "$tmp/bin/python$version"
-            found+=("$version")
-            break
-        fi
-    done
+for version in 3.8 3.9 3.10 3.11 3.12 3.13 3.14; do
+    if candidate=$(python_find "$version"); then
+        ln -s "$candidate" "$tmp/bin/python$version"
+        found+=("$version")
+    fi
 done
 # The controller is the venv's Python, whatever else is installed.
-controller=$("$BIN/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+controller=$(python_version "$BIN/python")
 ln -sf "$BIN/python" "$tmp/bin/python$controller"
 
 collection=$tmp/ansible_collections/impermanent/nixos
@@ -59,7 +58,7 @@ mkdir -p "$collection/tests"
 cp "$REPO/tests/config.yml" "$collection/tests/"
 [ ! -d "$REPO/tests/sanity" ] || cp -r "$REPO/tests/sanity" "$collection/tests/"
 cd "$collection"
-echo "sanity: $(basename "$TARBALL"); Pythons found for the compile/import tests: ${found[*]:-none}"
+echo "sanity: $(basename "$TARBALL") with ansible-core $("$BIN/python" -c 'from ansible.release import __version__; print(__version__)') on Python $controller; Pythons found for the compile/import tests: ${found[*]:-none}"
 start=$(date +%s)
 PATH=$tmp/bin:$BIN:$clean_path "$BIN/ansible-test" sanity --color no "$@"
 echo "sanity: passed in $(( $(date +%s) - start ))s"

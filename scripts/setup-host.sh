@@ -10,6 +10,9 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils ovmf libvirt-daemon-system libvirt-clients passt mmdebstrap openssh-client
   # to build libvirt-python (requirements.txt) for community.libvirt.virt in the venv
   pkg-config libvirt-dev gcc
+  # the system Python's venv module, for .venv-oldest (requirements-oldest.txt; .venv's Python 3.12+ comes from PATH
+  # or pyenv, see scripts/venv.sh)
+  python3-venv
   # to make the small ISO that tests/integration/test_vm_playbook.py boots playbooks/vm.yml from
   xorriso
   # ansible-test sanity's shellcheck test (make sanity)

@@ -39,8 +39,8 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._nixfile import 
     end_of_line_comment,
     indent_of,
     line_break,
+    nix_string,
     parse,
-    quote_string,
     string_value,
     unwrap,
 )
@@ -72,7 +72,7 @@ def _fmt_path(names):
         elif name.replace("_", "a").replace("-", "a").replace("'", "a").isalnum() and not name[0].isdigit():
             out.append(name)
         else:
-            out.append(quote_string(name))
+            out.append(nix_string(name))
     return ".".join(out)
 
 
@@ -148,7 +148,7 @@ class _EditPlanner:
     def mount(self, mountpoint):
         """Definitions of fileSystems.<mountpoint>: (entry attrsets, {field: [_Def]}, all defs); fails on opaque ones."""
         target = ["fileSystems", mountpoint]
-        label = "fileSystems.%s" % quote_string(mountpoint)
+        label = "fileSystems.%s" % nix_string(mountpoint)
         entries, fields, found = [], {}, []
         for d in self.defs:
             if d.full[:2] == target[:len(d.full)] and len(d.full) <= 2:
@@ -197,7 +197,7 @@ class _EditPlanner:
             result.update(options_before=before, options_after=after, changed=bool(edits))
             self.edits.extend(edits)
             return result
-        new_list = "[ %s ]" % " ".join(quote_string(o) for o in wanted)
+        new_list = "[ %s ]" % " ".join(nix_string(o) for o in wanted)
         if entries:
             d, attrset = entries[0]
             self.edits.append(insert_binding(self.text, attrset, "options = %s;" % new_list, self.nl))
@@ -247,7 +247,7 @@ class _EditPlanner:
                 info["device_after"] = device
             else:
                 new = BY_PARTUUID + self._partuuid(device, where)
-                self.edits.append((node.start, node.end, quote_string(new)))
+                self.edits.append((node.start, node.end, nix_string(new)))
                 info["device_after"] = new
         elif label_def is not None:
             label = string_value(label_def.value)
@@ -258,7 +258,7 @@ class _EditPlanner:
             new = BY_PARTUUID + self._partuuid(device, where)
             # random encryption re-creates the swap area at every boot, so the label would not survive
             b = label_def.binding
-            self.edits.append((b.start, b.end, "device = %s;" % quote_string(new)))
+            self.edits.append((b.start, b.end, "device = %s;" % nix_string(new)))
             info["device_after"] = new
         else:
             raise HwconfigError("%s: %s has neither `device` nor `label`" % (self.name, where))
@@ -328,7 +328,7 @@ def merge_list(text, lst, wanted, nl="\n"):
         remove.update(i for i in same if i != keep)
     edits = []
     for i, opt in replace.items():
-        edits.append((items[i].start, items[i].end, quote_string(opt)))
+        edits.append((items[i].start, items[i].end, nix_string(opt)))
         after[i] = opt
     for i in remove:
         prev_end = items[i - 1].end if i else lst.start + 1
@@ -338,7 +338,7 @@ def merge_list(text, lst, wanted, nl="\n"):
         edits.append((ws_start, items[i].end, ""))
     after = [v for i, v in enumerate(after) if i not in remove] + append
     if append:
-        new = [quote_string(o) for o in append]
+        new = [nix_string(o) for o in append]
         if items:
             last = items[-1]
             prev_end = items[-2].end if len(items) > 1 else lst.start + 1
@@ -416,7 +416,7 @@ def plan_patch(text, name="hardware-configuration.nix", root_options=None, boot_
         raise HwconfigError(
             '%s: fileSystems."/" has %s, not fsType = "tmpfs": the root is not a tmpfs. Mount the tmpfs root '
             "(impermanent.nixos.tmpfs_root) before running nixos-generate-config, then run it again" % (
-                name, "no fsType" if fstype is None else "fsType = %s (%s)" % (quote_string(fstype),
+                name, "no fsType" if fstype is None else "fsType = %s (%s)" % (nix_string(fstype),
                                                                                planner.where(fsdef.binding))))
     if root_options:
         patched["root"] = planner.patch_mount_options("/", root_options, "root")
@@ -427,12 +427,12 @@ def plan_patch(text, name="hardware-configuration.nix", root_options=None, boot_
             raise HwconfigError(
                 "%s has no fileSystems.%s: mount the EFI system partition on <root>%s before running "
                 "nixos-generate-config, or set boot_options to [] to leave it alone" % (
-                    name, quote_string(boot_mountpoint), boot_mountpoint))
+                    name, nix_string(boot_mountpoint), boot_mountpoint))
         fstype, fsdef = planner.field_string(boot[0], boot[2], "fsType")
         if fstype is not None and fstype not in BOOT_FS_TYPES:
             raise HwconfigError(
                 "%s: fileSystems.%s has fsType = %s (%s), but boot_options %s are FAT options; set boot_options "
-                "to [] for a non-FAT %s" % (name, quote_string(boot_mountpoint), quote_string(fstype),
+                "to [] for a non-FAT %s" % (name, nix_string(boot_mountpoint), nix_string(fstype),
                                             planner.where(fsdef.binding), boot_options, boot_mountpoint))
         patched["boot"] = planner.patch_mount_options(boot_mountpoint, boot_options, "boot")
 
@@ -477,8 +477,8 @@ def stand_in(boot_mountpoint="/boot", boot_device=None, swap_devices=()):
     lines += ["{ config, lib, pkgs, modulesPath, ... }:", "", "{",
               '  fileSystems."/" =', '    { device = "none";', '      fsType = "tmpfs";', "    };", ""]
     if boot_device:
-        lines += ["  fileSystems.%s =" % quote_string(boot_mountpoint),
-                  "    { device = %s;" % quote_string(_uuid_placeholder("FAT file system", boot_device)),
+        lines += ["  fileSystems.%s =" % nix_string(boot_mountpoint),
+                  "    { device = %s;" % nix_string(_uuid_placeholder("FAT file system", boot_device)),
                   '      fsType = "vfat";', "    };", ""]
     partuuids = {}
     if swap_devices:
@@ -486,7 +486,7 @@ def stand_in(boot_mountpoint="/boot", boot_device=None, swap_devices=()):
         for device in swap_devices:
             path = _uuid_placeholder("swap area", device)
             partuuids[path] = "<PARTUUID of %s>" % device
-            entries.append("{ device = %s; }" % quote_string(path))
+            entries.append("{ device = %s; }" % nix_string(path))
         lines += ["  swapDevices =", "    [ " + entries[0]] + ["      " + e for e in entries[1:]] + ["    ];"]
     else:
         lines += ["  swapDevices = [ ];"]

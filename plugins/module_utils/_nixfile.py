@@ -181,30 +181,6 @@ def string_literal_value(raw):
     return "".join(out)
 
 
-def quote_string(value):
-    """A Nix ``"..."`` literal for ``value``."""
-    out = []
-    i = 0
-    while i < len(value):
-        ch = value[i]
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif value.startswith("${", i):
-            out.append("\\${")
-            i += 2
-            continue
-        else:
-            out.append(ch)
-        i += 1
-    return '"%s"' % "".join(out)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Syntax nodes
 
@@ -742,7 +718,10 @@ _NIX_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def nix_string(text):
-    """A Nix double-quoted string literal for ``text`` (``${`` is escaped so it is not an interpolation)."""
+    """A Nix double-quoted string literal for ``text`` (``${`` is escaped so it is not an interpolation).
+
+    The one implementation of Nix string quoting in the collection: hardware-configuration.nix edits, the
+    persist_audit snippet and the ``impermanent.nixos.nix_string`` filter all use it."""
     out = []
     for i, c in enumerate(text):
         if c == "$" and text[i + 1:i + 2] == "{":

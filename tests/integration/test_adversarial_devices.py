@@ -19,9 +19,9 @@ import time
 
 import pytest
 
-from conftest import run_module, sha256_of
+from conftest import mount_point, mountinfo, run_module, sha256_of
 from test_nixos_flake_install import install, scratch  # noqa: F401 (fixture)
-from test_tmpfs_root import Layout, layout, mountinfo_below  # noqa: F401 (fixture)
+from test_tmpfs_root import Layout, layout  # noqa: F401 (fixture)
 
 GPT = "impermanent.nixos.gpt_partition"
 LUKS = "impermanent.nixos.luks_open"
@@ -78,20 +78,6 @@ def stack(tmp_path):
     s.cleanup()
 
 
-def mounts_of(*devices):
-    """mountinfo lines (from the mount point on) of the mounts whose source is one of ``devices`` (kernel paths
-    or major:minor), so other processes' mounts on this host do not matter."""
-    numbers = set()
-    for dev in devices:
-        try:
-            rdev = os.stat(dev).st_rdev
-            numbers.add("%d:%d" % (os.major(rdev), os.minor(rdev)))
-        except OSError:
-            pass
-    with open("/proc/self/mountinfo") as f:
-        return sorted(" ".join(line.split()[2:]) for line in f if line.split()[2] in numbers)
-
-
 def gpt(disk, layout=None, check=False, **extra):
     args = dict(device=disk.device, partitions=layout or LAYOUT)
     args.update(extra)
@@ -100,13 +86,13 @@ def gpt(disk, layout=None, check=False, **extra):
 
 def refused_in_use(disk, devices, check=False, layout=None):
     """Run gpt_partition with force on a disk that is in use; assert it is refused and nothing changed."""
-    before, mounted = disk.digest(), mounts_of(*devices)
+    before, mounted = disk.digest(), mountinfo(devices=devices)
     rc, res = gpt(disk, layout or OTHER, check=check, force=True)
     assert rc != 0 and res.get("failed"), res
     assert res.get("refused") == "in_use", res
     assert "force=true does not override this. Nothing was written." in res["msg"]
     assert disk.digest() == before
-    assert mounts_of(*devices) == mounted
+    assert mountinfo(devices=devices) == mounted
     return res["msg"]
 
 
@@ -197,7 +183,7 @@ def test_a_loop_on_a_file_of_a_lazily_unmounted_partition(loopdisk, stack, tmp_p
     inner = sh("losetup", "-f", "--show", image).stdout.strip()
     stack.undo.append(["losetup", "-d", inner])
     sh("umount", "-l", mnt)
-    assert mounts_of(parts[2]) == []
+    assert mountinfo(devices=[parts[2]]) == []
     msg = refused_in_use(disk, [parts[2], inner])
     # the kernel now names the file from the detached file system's root: /inner.img
     assert "%s (a loop device backed by /inner.img, a file on %s) is built on it" % (inner, parts[2]) in msg, msg
@@ -291,12 +277,12 @@ LUKS_ARGS = dict(passphrase="correct horse", format=True, pbkdf="pbkdf2", pbkdf_
 
 def refused_format(device, devices, check=False, digest_of=None):
     digest_of = digest_of or device
-    before, mounted = sha256_of(digest_of), mounts_of(*devices)
+    before, mounted = sha256_of(digest_of), mountinfo(devices=devices)
     rc, res = run_module(LUKS, dict(LUKS_ARGS, device=device), check=check)
     assert rc != 0 and res.get("failed"), res
     assert "%s is in use: " % device in res["msg"] and "Nothing was written." in res["msg"], res["msg"]
     assert res["commands"] == [] and res["formatted"] is False
-    assert sha256_of(digest_of) == before and mounts_of(*devices) == mounted
+    assert sha256_of(digest_of) == before and mountinfo(devices=devices) == mounted
     return res["msg"]
 
 
@@ -347,7 +333,7 @@ def test_tmpfs_root_persists_a_path_with_a_dollar_literally(layout):  # noqa: F8
     rc, res = run_module(TMPFS, layout.args(persist=[path]))
     assert rc == 0, res
     assert os.path.isdir(root + path) and os.path.isdir(root + "/nix/persist" + path)
-    assert any(m.split()[4] == (root + path).replace(" ", "\\040") for m in mountinfo_below(root))
+    assert root + path in [mount_point(m) for m in mountinfo(below=root)]
     assert any(c.endswith("'%s/nix/persist/var/lib/$HOME' '%s/var/lib/$HOME'" % (root, root))
                for c in res["commands"]), res["commands"]
     rc, again = run_module(TMPFS, layout.args(persist=[path]))

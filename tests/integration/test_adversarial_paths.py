@@ -3,8 +3,9 @@
 
 Each case drives an installed module through `ansible localhost -m ...` like the other integration tests and
 asserts the refusal (its message names the link, the file or the mount) and that what must not change did not:
-the mount table below the scratch directory, the files outside the root (they stand in for the live system), the
-bytes of the nix disk. Every mount a case makes, or a module wrongly makes, is unmounted by a finalizer.
+the session's mount table (all of it: conftest gives the session a mount namespace of its own), the files
+outside the root (they stand in for the live system), the bytes of the nix disk. Every mount a case makes, or a
+module wrongly makes, is unmounted by a finalizer.
 """
 import hashlib
 import os
@@ -14,7 +15,7 @@ import uuid
 
 import pytest
 
-from conftest import LoopDisk, run_module
+from conftest import LoopDisk, mount_point, mountinfo, run_module, unmount_below
 from test_hwconfig_patch import PARTUUID_SWAP
 from test_nixos_flake_install import FLAKE_NIX, git, install, scratch  # noqa: F401 (scratch is a fixture)
 from test_persist_audit import DEFAULT_EXCLUDES, TYPE_CLASH_FULL, paths, rsync_answer, tree  # noqa: F401
@@ -22,33 +23,9 @@ from test_persist_audit import DEFAULT_EXCLUDES, TYPE_CLASH_FULL, paths, rsync_a
 TMPFS_ROOT = "impermanent.nixos.tmpfs_root"
 HWCONFIG = "impermanent.nixos.hwconfig_patch"
 AUDIT = "impermanent.nixos.persist_audit"
-MOUNTINFO = "/proc/self/mountinfo"
 
 
 # -- what must not change -----------------------------------------------------------------------------------------
-def mounts_at_or_below(path):
-    """mountinfo lines (mount point onwards: ids and the kernel's mount counter dropped) at or below ``path``."""
-    esc = path.replace("\\", "\\134").replace(" ", "\\040")
-    out = []
-    with open(MOUNTINFO) as f:
-        for line in f:
-            fields = line.split(" ")
-            if fields[4] == esc or fields[4].startswith(esc + "/"):
-                out.append(" ".join(fields[2:]).rstrip("\n"))
-    return out
-
-
-def unmount_all(base):
-    """Unmount everything at or below ``base``, deepest first; every mount a case made, or a module wrongly made."""
-    for _ in range(20):
-        targets = sorted(set(line.split(" ")[2] for line in mounts_at_or_below(base)), key=len, reverse=True)
-        if not targets:
-            return
-        for target in targets:
-            subprocess.run(["umount", target.replace("\\040", " ")], capture_output=True, check=False)
-    raise AssertionError("mounts left below %s: %s" % (base, mounts_at_or_below(base)))
-
-
 def snapshot(top):
     """Every entry below ``top`` (links not followed): type, mode, link target or content hash."""
     out = {}
@@ -130,15 +107,16 @@ class Arena:
         return run_module(TMPFS_ROOT, self.args(**kw), check=check)
 
     def state(self):
-        return mounts_at_or_below(self.base), snapshot(self.live)
+        """The session's whole mount table (exact: it has a mount namespace of its own, see conftest), so that a
+        mount a module makes anywhere, not only below the arena, is a change; and the live stand-in's files."""
+        return mountinfo(), snapshot(self.live)
 
 
 @pytest.fixture
 def arena(tmp_path, nix_device):
     a = Arena(tmp_path, nix_device)
     yield a
-    unmount_all(a.base)
-    assert mounts_at_or_below(a.base) == []
+    unmount_below(a.base)  # every mount a case made, or a module wrongly made; fails when one stays
 
 
 def mounted_layout(arena):
@@ -149,7 +127,7 @@ def mounted_layout(arena):
 
 def refused(arena, fragments, check_too=True, times=2, **kw):
     """Run (check mode first when ``check_too``, then ``times`` real runs): each fails with every fragment in
-    its message and leaves the mounts below the arena and the live stand-in as they were."""
+    its message and leaves the mount table and the live stand-in as they were."""
     before = arena.state()
     runs = ([True] if check_too else []) + [False] * times
     for check in runs:
@@ -234,7 +212,7 @@ def test_link_on_the_nix_disk_is_refused_right_after_mounting_it(arena):
     assert "%s is a symbolic link to %s/etc/nixos, which is outside %s" % (source, arena.live, arena.root) \
         in res["msg"] and "Stopped before this step" in res["msg"], res["msg"]
     assert res["commands"][-1] == "mount %s %s/nix" % (arena.nix, arena.root)    # no bind, no mkdir after it
-    assert [line.split(" ")[2] for line in mounts_at_or_below(arena.base)] == [arena.root, arena.root + "/nix"]
+    assert [mount_point(line) for line in mountinfo(below=arena.base)] == [arena.root, arena.root + "/nix"]
     assert snapshot(arena.live) == live
     with TemporaryMount(arena.nix, os.path.join(arena.base, "nixfs")) as nixfs:
         os.unlink(os.path.join(nixfs, arena.on_nix, "etc/nixos"))
@@ -301,11 +279,11 @@ def test_dev_shm_is_refused_in_check_mode(nix_device):
     # the issue's case, in check mode only: the real /dev/shm of the host running the tests
     if not os.path.ismount("/dev/shm"):
         pytest.skip("this host has no /dev/shm mount")
-    before = (mounts_at_or_below("/dev/shm"), stat.S_IMODE(os.stat("/dev/shm").st_mode))
+    before = (mountinfo(), stat.S_IMODE(os.stat("/dev/shm").st_mode))
     rc, res = run_module(TMPFS_ROOT, dict(root="/dev/shm", nix_device=nix_device, size="16m"), check=True)
     assert rc != 0 and "/dev/shm is a tmpfs that this module did not mount" in res["msg"], res
     assert res["commands"] == []
-    assert (mounts_at_or_below("/dev/shm"), stat.S_IMODE(os.stat("/dev/shm").st_mode)) == before
+    assert (mountinfo(), stat.S_IMODE(os.stat("/dev/shm").st_mode)) == before
 
 
 FOREIGN_TMPFS = {
@@ -370,7 +348,7 @@ def test_our_own_layout_is_still_accepted_and_unchanged_on_a_rerun(arena):
     assert arena.state() == before
     rc, res = arena.run(state="unmounted")
     assert rc == 0 and res["changed"] is True, res
-    assert mounts_at_or_below(arena.root) == []
+    assert mountinfo(below=arena.root) == []
 
 
 # -- persist_audit: root or persist given as a link, the way rsync follows it -------------------------------------

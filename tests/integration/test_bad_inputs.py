@@ -3,8 +3,8 @@
 
 Every case must fail with a message that names the offending value (or parameter) and says what to do, and must
 leave everything as it was: the partition-table areas and the first/last MiB of every partition of the shared loop
-disk (and of a small ext4 disk), ``/proc/self/mountinfo`` for tmpfs_root, and the files for hwconfig_patch and
-nixos_flake_install.
+disk (and of a small ext4 disk), the whole mount table (``/proc/self/mountinfo`` of the session's own mount
+namespace, see conftest), and the files for hwconfig_patch and nixos_flake_install.
 """
 import json
 import os
@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import LoopDisk, _can_loop, run_module, sha256_of
+from conftest import LoopDisk, _can_loop, mount_point, mountinfo, run_module, sha256_of, unmount
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -109,29 +109,15 @@ class Env(object):
                     st = os.lstat(path)
                     state[path] = (st.st_mode, sha256_of(path) if os.path.isfile(path) else None)
         state["regular-file"] = sha256_of(self.file)
-        state["mountinfo"] = self.mounts()
+        state["mountinfo"] = mountinfo()  # all of it: exact in the session's own mount namespace (conftest)
         state["tables"] = [sh("sfdisk", "--dump", d.device, check=False).stdout for d in self.disks]
         return state
 
-    def mounts(self):
-        """Lines of /proc/self/mountinfo that concern this test: mount points below the scratch dir or /mnt, or
-        sources on our loop disks. (The rest of the host may mount things meanwhile: a CI run shares it.)"""
-        mine = (str(self.tmp), "/mnt")
-        devs = tuple(d.device for d in self.disks)
-        out = []
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                source = fields[fields.index("-") + 2]
-                if fields[4].startswith(mine) or source.startswith(devs):
-                    out.append(" ".join(fields[4:]))
-        return sorted(out)
-
     def unmount_strays(self, before):
-        """Undo mounts a (buggy) case made below the scratch dir, deepest first; returns what was unmounted."""
-        stray = [m.split()[0] for m in self.mounts() if m not in before and m.startswith(str(self.tmp))]
-        for target in sorted(stray, key=len, reverse=True):
-            sh("umount", target, check=False)
+        """Undo mounts a (buggy) case made, anywhere (in this session's own mount namespace only); returns their
+        mount points."""
+        stray = [mount_point(line) for line in mountinfo() if line not in before]
+        unmount(stray)
         return stray
 
     def close(self):

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import run_module, run_playbook, sha256_of
+from conftest import mountinfo, run_module, run_playbook, sha256_of
 
 MIB = 1 << 20
 SIZE = 256 * MIB
@@ -105,17 +105,17 @@ def test_mounted_disk_is_refused_even_with_disk_wipe(loopdisk, tmp_path):
 
 def _root_disk():
     """The whole disk behind / on this host, or None when / is not on a block device (a container's overlay)."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[4] == "/":
-                link = "/sys/dev/block/%s" % fields[2]
-                if not os.path.exists(link):
-                    return None
-                name = os.path.basename(os.path.realpath(link))
-                if os.path.exists("/sys/class/block/%s/partition" % name):
-                    name = os.path.basename(os.path.dirname(os.path.realpath("/sys/class/block/" + name)))
-                return "/dev/" + name
+    for line in mountinfo():
+        fields = line.split(" ")
+        if fields[4] != "/":
+            continue
+        link = "/sys/dev/block/%s" % fields[2]
+        if not os.path.exists(link):
+            return None
+        name = os.path.basename(os.path.realpath(link))
+        if os.path.exists("/sys/class/block/%s/partition" % name):
+            name = os.path.basename(os.path.dirname(os.path.realpath("/sys/class/block/" + name)))
+        return "/dev/" + name
     return None
 
 

@@ -13,11 +13,11 @@ import re
 import shutil
 import stat
 import subprocess
-import warnings
 
 import pytest
 
 from argv_sampler import Sampler  # tests/argv_sampler.py
+import system_crypt  # tests/system_crypt.py
 from conftest import _env
 from ansible_collections.impermanent.nixos.plugins.module_utils import _identity as ident
 
@@ -45,10 +45,7 @@ def test_argument_specs_mirror_the_defaults():
 def _verify(password, hashed):
     if hashed.startswith("$6$"):
         return ident.sha512_crypt_verify(password, hashed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt  # Python 3.11: the system's crypt(3) for yescrypt and the rest
-    return crypt.crypt(password, hashed) == hashed
+    return system_crypt.crypt(password, hashed) == hashed  # the system's crypt(3) for yescrypt and the rest
 
 
 def _run(tmp_path, variables, verbose=False, extra_env=None, inventory="h1,", connection="local"):
@@ -89,6 +86,7 @@ def _mode(path):
 @pytest.fixture
 def layout(tmp_path):
     root, ctl = tmp_path / "root", tmp_path / "controller"
+    root.mkdir()  # where the layout role mounted the new system
     vaulted = "vaulted-pw-%s" % os.urandom(6).hex()
     variables = dict(
         identity_root=str(root),
@@ -160,7 +158,7 @@ def test_identity_refuses_a_persist_dir_outside_nix(tmp_path, layout):
     proc = _run(tmp_path, variables)
     assert proc.returncode != 0
     assert "must be a directory below /nix" in proc.stdout
-    assert not root.exists()
+    assert list(root.iterdir()) == [], "nothing may be written below the root"
 
 
 def test_identity_refuses_a_bad_hash_or_key_naming_it_but_not_the_secret(tmp_path, layout):
@@ -169,7 +167,7 @@ def test_identity_refuses_a_bad_hash_or_key_naming_it_but_not_the_secret(tmp_pat
     proc = _run(tmp_path, variables)
     assert proc.returncode != 0 and "not one for bob" in proc.stdout, proc.stdout[-3000:]
     assert "plain-not-a-hash" not in proc.stdout and vaulted not in proc.stdout
-    assert not root.exists()
+    assert list(root.iterdir()) == [], "nothing may be written below the root"
 
     variables["flake_users"][1]["password_hash"] = ident.sha512_crypt("bob-pw", "bobsalt")
     variables["identity_ssh_host_keys"] = {"ed25519": {
@@ -178,7 +176,7 @@ def test_identity_refuses_a_bad_hash_or_key_naming_it_but_not_the_secret(tmp_pat
     proc = _run(tmp_path, variables)
     assert proc.returncode != 0 and "the ed25519 host key of h1 is not an OpenSSH key pair" in proc.stdout
     assert "c2VjcmV0LWtleS1ib2R5" not in proc.stdout
-    assert not root.exists()
+    assert list(root.iterdir()) == [], "nothing may be written below the root"
 
 
 def test_no_private_key_password_or_hash_leaks(tmp_path, layout):
@@ -312,7 +310,7 @@ def test_identity_dir_inside_an_inventory_directory_is_refused(tmp_path, layout)
     assert proc.returncode != 0
     assert "lies inside the inventory directory %s" % inventory in proc.stdout, proc.stdout[-3000:]
     assert not (inventory / "identity").exists()
-    assert not root.exists() or not any(root.rglob("*"))
+    assert list(root.iterdir()) == [], "nothing may be written below the root" or not any(root.rglob("*"))
     # a file given as the inventory source is not a directory Ansible scans: its siblings stay usable
     ctl.mkdir(exist_ok=True)  # where the known_hosts file goes (the layout fixture's identity_dir made it before)
     ok = _run(tmp_path, variables, inventory=str(inventory / "hosts.ini"))

@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from conftest import _env, run_module, sha256_of
+from conftest import _env, mountinfo, run_module, sha256_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLES = os.path.join(os.path.dirname(HERE), "images", "doubles")
@@ -138,7 +138,9 @@ def test_check_diff_on_a_blank_disk_shows_the_plan_and_writes_nothing(loopdisk, 
     gpt = gpt_plan(disk, luks)
     assert gpt["changed"] and [p["name"] for p in gpt["partitions"]] == ["boot", "swap", "nix"]
     before = disk_bytes(disk)
-    mounts_before = open("/proc/self/mountinfo").read()
+    # the whole mount table, not only below root: check mode must mount nothing anywhere (exact, as the session has
+    # a mount namespace of its own: other processes' mounts do not show up in it, see conftest)
+    mounts_before = mountinfo()
 
     proc = run_provision_check(disk, root, luks, tmp_path)
     out = proc.stdout
@@ -150,7 +152,7 @@ def test_check_diff_on_a_blank_disk_shows_the_plan_and_writes_nothing(loopdisk, 
     assert disk_bytes(disk) == before
     assert not os.path.exists(disk.device + "p1")  # no partition appeared
     assert os.listdir(str(root)) == []  # nothing created under the root
-    assert open("/proc/self/mountinfo").read() == mounts_before
+    assert mountinfo() == mounts_before
     assert not os.path.exists("/dev/mapper/crypted")
     assert PASSPHRASE not in out + proc.stderr
 
@@ -195,7 +197,7 @@ def test_pending_options_only_act_in_check_mode(tmp_path, monkeypatch):
     missing = "/dev/impermanent-check-missing"
     root = tmp_path / "root"
     root.mkdir()
-    mounts_before = open("/proc/self/mountinfo").read()
+    mounts_before = mountinfo()  # the whole table: exact in the session's own mount namespace (conftest)
     cases = [
         ("impermanent.nixos.luks_open", dict(device=missing, passphrase=PASSPHRASE, format=True, pending=True),
          "does not exist"),
@@ -213,7 +215,7 @@ def test_pending_options_only_act_in_check_mode(tmp_path, monkeypatch):
         rc, res = run_module(module, args, check=True)
         assert rc == 0 and not res.get("failed") and res["changed"], (module, res)
     assert os.listdir(str(root)) == []
-    assert open("/proc/self/mountinfo").read() == mounts_before
+    assert mountinfo() == mounts_before
 
 
 def test_check_diff_on_a_prepared_disk_shows_no_disk_plan(loopdisk, tmp_path):

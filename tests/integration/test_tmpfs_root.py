@@ -8,18 +8,10 @@ import uuid
 
 import pytest
 
-from conftest import run_module, run_playbook
+from conftest import mountinfo, run_module, run_playbook, unmount_below
 
 MODULE = "impermanent.nixos.tmpfs_root"
 DISK = 64 << 20
-
-
-def mountinfo_below(root):
-    """mountinfo lines (fields from the mount point on, ids dropped) of every mount at or below root."""
-    esc = root.replace("\\", "\\134").replace(" ", "\\040")
-    with open("/proc/self/mountinfo") as f:
-        return [line.rstrip("\n") for line in f if line.split(" ")[4] == esc or
-                line.split(" ")[4].startswith(esc + "/")]
 
 
 def findmnt(target):
@@ -60,9 +52,7 @@ def layout(loopdisk, tmp_path):
     yield lay
     # always leave the host clean, whatever the test did
     subprocess.run(["swapoff", swap], capture_output=True, check=False)
-    if mountinfo_below(root):
-        subprocess.run(["umount", "-R", root], check=False)
-    assert mountinfo_below(root) == [], "teardown left mounts below %s" % root
+    unmount_below(root)  # fails when something stays mounted there
 
 
 def test_mounted_rerun_and_unmounted(layout):
@@ -98,17 +88,17 @@ def test_mounted_rerun_and_unmounted(layout):
         f.write("{ }\n")
     assert os.path.exists(os.path.join(root, "nix/persist/etc/nixos/configuration.nix"))
 
-    before = mountinfo_below(root)
+    before = mountinfo()  # the session's whole mount table: exact in its own namespace (conftest)
     rc, res = run_module(MODULE, layout.args())
     assert rc == 0, res
     assert res["changed"] is False and res["commands"] == [] and res["created_dirs"] == []
-    assert mountinfo_below(root) == before  # nothing stacked, nothing remounted
+    assert mountinfo() == before  # nothing stacked, nothing remounted, nothing mounted elsewhere
 
     rc, res = run_module(MODULE, layout.args(state="unmounted"))
     assert rc == 0, res
     assert res["changed"] is True
     assert [c.split()[0] for c in res["commands"]] == ["swapoff"] + ["umount"] * 5
-    assert mountinfo_below(root) == []
+    assert mountinfo(below=root) == []
     assert layout.swap not in active_swaps()
     assert res["mounts"] == []
 
@@ -121,22 +111,23 @@ def test_playbook_second_run_changes_nothing(layout):
     extra = dict(root=layout.root, nix_device=layout.nix)
     first = run_playbook("tmpfs_layout.yml", extra)
     assert first.rc == 0 and first.changed == 1, first.stdout[-3000:]
-    before = mountinfo_below(layout.root)
+    before = mountinfo()
     second = run_playbook("tmpfs_layout.yml", extra)
     assert second.rc == 0 and second.changed == 0, second.stdout[-3000:]
-    assert mountinfo_below(layout.root) == before
-    assert len(before) == 4  # tmpfs, nix, two binds: no boot_device given, nothing on boot
+    assert mountinfo() == before
+    assert len(mountinfo(below=layout.root)) == 4  # tmpfs, nix, two binds: no boot_device given, nothing on boot
     third = run_playbook("tmpfs_layout.yml", dict(extra, state="unmounted"))
     assert third.rc == 0 and third.changed == 1
-    assert mountinfo_below(layout.root) == []
+    assert mountinfo(below=layout.root) == []
 
 
 def test_check_mode_on_a_fresh_root_mounts_nothing(layout):
+    before = mountinfo()
     rc, res = run_module(MODULE, layout.args(), check=True)
     assert rc == 0, res
     assert res["changed"] is True
     assert [c.split()[0] for c in res["commands"]] == ["mount"] * 5 + ["swapon"]
-    assert mountinfo_below(layout.root) == []
+    assert mountinfo() == before
     assert not os.path.exists(layout.root)
     assert layout.swap not in active_swaps()
     assert layout.root + "/nix/persist/var/log" in res["created_dirs"]
@@ -145,13 +136,13 @@ def test_check_mode_on_a_fresh_root_mounts_nothing(layout):
 def test_wrong_nix_device_is_refused(layout):
     rc, res = run_module(MODULE, layout.args(swap_device=None))
     assert rc == 0, res
-    before = mountinfo_below(layout.root)
+    before = mountinfo()
     rc, res = run_module(MODULE, layout.args(swap_device=None, nix_device=layout.other))
     assert rc != 0
     assert "%s/nix is already mounted from %s" % (layout.root, layout.nix) in res["msg"]
     assert "nix_device=%s" % layout.other in res["msg"]
     assert res["commands"] == []
-    assert mountinfo_below(layout.root) == before
+    assert mountinfo() == before
 
 
 def test_size_change_remounts_and_mode_is_not_fought(layout):
@@ -179,12 +170,12 @@ def test_stacked_mount_on_nix_is_not_stacked_again_and_is_torn_down(layout):
     assert rc == 0, res
     nix = layout.root + "/nix"
     subprocess.run(["mount", "--bind", nix, nix], check=True)  # someone stacked the same fs again
-    before = mountinfo_below(layout.root)
+    before = mountinfo()
     rc, res = run_module(MODULE, layout.args(swap_device=None, boot_device=None))
     assert rc == 0, res
     assert res["changed"] is False and any("stacked" in w for w in res.get("warnings", []))
-    assert mountinfo_below(layout.root) == before
+    assert mountinfo() == before
     rc, res = run_module(MODULE, layout.args(swap_device=None, boot_device=None, state="unmounted"))
     assert rc == 0, res
     assert res["commands"].count("umount '%s'" % nix) == 2
-    assert mountinfo_below(layout.root) == []
+    assert mountinfo(below=layout.root) == []

@@ -70,14 +70,14 @@ def test_strings_interpolation_and_escapes():
     assert d.names == ["d e"]
 
 
-def test_quote_string_round_trips_through_nix(tmp_path):
+def test_nix_string_round_trips_through_nix(tmp_path):
     values = ['plain', 'with "quotes"', 'back\\slash', '${not interpolated}', 'tab\tnewline\n', 'dollar $ end$']
     src = tmp_path / "s.nix"
-    src.write_text("[ %s ]" % " ".join(nix.quote_string(v) for v in values))
+    src.write_text("[ %s ]" % " ".join(nix.nix_string(v) for v in values))
     out = subprocess.run([nix_instantiate(), "--eval", "--strict", "--json", str(src)],
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == values
-    assert [nix.string_literal_value(nix.quote_string(v)) for v in values] == values
+    assert [nix.string_literal_value(nix.nix_string(v)) for v in values] == values
 
 
 def test_comments_with_brackets_and_quotes_are_not_code():

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, example, given, settings, strategies 
 from test_hwconfig_patch import BOOT, PARTUUIDS, ROOT, check_merged, evaluate_all, resolve  # tests/unit
 from ansible_collections.impermanent.nixos.plugins.module_utils import _hwconfig as hw
 from ansible_collections.impermanent.nixos.plugins.module_utils import _nixfile as nix
-from ansible_collections.impermanent.nixos.plugins.module_utils._persist import nix_string
+from ansible_collections.impermanent.nixos.plugins.filter.nix_string import nix_string as nix_string_filter
 
 needs_nix = pytest.mark.skipif(shutil.which("nix-instantiate") is None,
                                reason="nix-instantiate (Debian package nix-bin) is not installed: cannot evaluate")
@@ -49,9 +49,10 @@ def nix_eval_json(expr):
 @given(values=st.lists(STRINGS, min_size=1, max_size=12))
 @example(values=["${", "$${x}", "\\${", "a\\", "''${"])
 def test_string_literals_evaluate_to_their_text(values):
-    """quote_string (the hwconfig patch) and nix_string (persist_audit's snippet) write a literal that Nix evaluates
-    to exactly the text, whatever it holds: quotes, backslashes, ``${``, ``$${``, line breaks, any Unicode."""
-    got = nix_eval_json("[ %s ]" % " ".join(f(v) for v in values for f in (nix.quote_string, nix_string)))
+    """nix_string (the hwconfig patch, persist_audit's snippet) and the nix_string filter (the templates) write a
+    literal that Nix evaluates to exactly the text, whatever it holds: quotes, backslashes, ``${``, ``$${``, line
+    breaks, any Unicode."""
+    got = nix_eval_json("[ %s ]" % " ".join(f(v) for v in values for f in (nix.nix_string, nix_string_filter)))
     assert got == [v for v in values for _ in (0, 1)]
 
 
@@ -96,13 +97,13 @@ class Writer:
 
 
 def str_list(w, items):
-    return w.wrap("[ %s ]" % " ".join(nix.quote_string(i) for i in items))
+    return w.wrap("[ %s ]" % " ".join(nix.nix_string(i) for i in items))
 
 
 @st.composite
 def mount_fields(draw, w, mountpoint):
-    fields = [("device", nix.quote_string("none" if mountpoint == "/" else "/dev/disk/by-uuid/3A1B-9C2D")),
-              ("fsType", nix.quote_string("tmpfs" if mountpoint == "/" else "vfat"))]
+    fields = [("device", nix.nix_string("none" if mountpoint == "/" else "/dev/disk/by-uuid/3A1B-9C2D")),
+              ("fsType", nix.nix_string("tmpfs" if mountpoint == "/" else "vfat"))]
     opts = draw(st.one_of(st.none(), st.lists(st.sampled_from(ROOT_OPTS if mountpoint == "/" else BOOT_OPTS),
                                               max_size=4)))
     if opts is not None:
@@ -119,20 +120,20 @@ def hwconfigs(draw):
     style = draw(st.sampled_from(["per-mount", "one-set", "paths"]))
     body = []
     others = draw(st.lists(st.tuples(st.lists(st.sampled_from(["a", "b", "c"]), max_size=2), st.one_of(
-        STRINGS.map(nix.quote_string), st.integers(0, 99).map(str), st.sampled_from(["true", "false"]),
-        st.lists(STRINGS, max_size=3).map(lambda v: "[ %s ]" % " ".join(nix.quote_string(s) for s in v)),
+        STRINGS.map(nix.nix_string), st.integers(0, 99).map(str), st.sampled_from(["true", "false"]),
+        st.lists(STRINGS, max_size=3).map(lambda v: "[ %s ]" % " ".join(nix.nix_string(s) for s in v)),
     )), max_size=4))
     for i, (path, value) in enumerate(others):
         body.append((".".join(["other%d" % i] + path), w.wrap(value) if value[0] != "[" else value))
     mounts = {mp: draw(mount_fields(w, mp)) for mp in ("/", "/boot")}
     mounts["/nix"] = [("device", '"/dev/disk/by-label/nix"'), ("fsType", '"ext4"')]
     if style == "one-set":
-        sets = ["%s = %s" % (nix.quote_string(mp), w.attrset(["%s = %s" % f for f in fields], 2))
+        sets = ["%s = %s" % (nix.nix_string(mp), w.attrset(["%s = %s" % f for f in fields], 2))
                 for mp, fields in mounts.items()]
         body.append(("fileSystems", w.attrset(sets, 1)))
     else:
         for mp, fields in mounts.items():
-            key = "fileSystems.%s" % nix.quote_string(mp)
+            key = "fileSystems.%s" % nix.nix_string(mp)
             if style == "paths" and mp != "/nix":
                 body.extend(("%s.%s" % (key, name), value) for name, value in fields)
             else:
@@ -141,7 +142,7 @@ def hwconfigs(draw):
     entries = []
     for device in swaps:
         extra = draw(st.sampled_from(SWAP_EXTRAS))
-        entries.append(w.attrset(["device = %s" % nix.quote_string(device)] + ([extra] if extra else []), 2))
+        entries.append(w.attrset(["device = %s" % nix.nix_string(device)] + ([extra] if extra else []), 2))
     body.append(("swapDevices", "[ %s ]" % " ".join(entries)))
     body = draw(st.permutations(body))
     header = "# Do not modify this file!%s{ config, lib, pkgs, modulesPath, ... }:%s%s" % (
