@@ -20,6 +20,8 @@ import stat
 import tempfile
 from collections import namedtuple
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+
 Wanted = namedtuple("Wanted", ["path", "kind", "mode", "uid", "gid", "content"])
 Wanted.__doc__ = """One entry asked for: ``kind`` ``dir`` or ``file``; ``content`` bytes (files) or None."""
 
@@ -29,7 +31,7 @@ Found.__doc__ = """What is at the path now: ``kind`` ``missing``, ``dir``, ``fil
 Action = namedtuple("Action", ["path", "kind", "action", "mode_before", "mode_after"])
 
 
-class FilesError(ValueError):
+class FilesError(ModuleError, ValueError):
     """An entry that cannot be written as asked; the message names it and what to do."""
 
 

@@ -148,7 +148,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._files import (
     FilesError, Wanted, apply_action, parse_mode, plan_entry, read_entry, resolve_owner)
-from ansible_collections.impermanent.nixos.plugins.module_utils._paths import PathError, resolve_beneath
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
+from ansible_collections.impermanent.nixos.plugins.module_utils._paths import resolve_beneath
 
 LINK_ADVICE = "persist_files writes below the root only through plain directories; remove the link"
 IMPLICIT_DIR = dict(mode="0755", owner="0", group="0")
@@ -181,6 +182,40 @@ def wanted_entries(root, directories, files):
     return entries
 
 
+def persist(run):
+    """The module body: plan every entry, then write them (``run``: :class:`._module.ModuleRun`)."""
+    p = run.params
+    actions = run.result.setdefault("actions", [])
+    if not os.path.isabs(p["root"]):
+        raise FilesError("root %r must be an absolute path" % p["root"])
+    if not os.path.isdir(p["root"]):
+        if not run.check_mode:
+            raise FilesError("root %s is not a directory; mount the new system there first (the layout role "
+                             "does)" % p["root"])
+        # check mode before the layout exists: everything would be created below the root the earlier steps make
+        run.warn("%s does not exist yet; planned as an empty directory" % p["root"])
+    try:
+        # every entry is checked and planned before the first write
+        planned = [(wanted, plan_entry(wanted, read_entry(wanted.path)))
+                   for wanted in wanted_entries(p["root"], p["directories"], p["files"])]
+        for wanted, action in planned:
+            if action is None:
+                continue
+            if not run.check_mode:
+                apply_action(wanted, action)
+            actions.append(action._asdict())
+    except OSError as e:
+        raise FilesError("%s: %s" % (e.filename or p["root"], e.strerror or e))
+    result = dict(changed=bool(actions))
+    if run.diff_mode:
+        result["diff"] = dict(
+            before="".join("%s %s\n" % (a["path"], a["mode_before"]) for a in actions if a["mode_before"]),
+            after="".join("%s %s%s\n" % (a["path"], a["mode_after"], " (new content)"
+                                          if a["action"] in ("create", "update") and a["kind"] == "file" else "")
+                          for a in actions))
+    return result
+
+
 def main():
     entry = dict(path=dict(type="path", required=True), owner=dict(type="str", default="root"),
                  group=dict(type="str", default="root"))
@@ -195,38 +230,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    p = module.params
-    actions = []
-    try:
-        if not os.path.isabs(p["root"]):
-            raise FilesError("root %r must be an absolute path" % p["root"])
-        if not os.path.isdir(p["root"]):
-            if not module.check_mode:
-                raise FilesError("root %s is not a directory; mount the new system there first (the layout role "
-                                 "does)" % p["root"])
-            # check mode before the layout exists: everything would be created below the root the earlier steps make
-            module.warn("%s does not exist yet; planned as an empty directory" % p["root"])
-        # every entry is checked and planned before the first write
-        planned = [(wanted, plan_entry(wanted, read_entry(wanted.path)))
-                   for wanted in wanted_entries(p["root"], p["directories"], p["files"])]
-        for wanted, action in planned:
-            if action is None:
-                continue
-            if not module.check_mode:
-                apply_action(wanted, action)
-            actions.append(action)
-    except (FilesError, PathError) as e:
-        module.fail_json(msg=str(e), actions=[a._asdict() for a in actions])
-    except OSError as e:
-        module.fail_json(msg="%s: %s" % (e.filename or p["root"], e.strerror or e),
-                         actions=[a._asdict() for a in actions])
-    result = dict(changed=bool(actions), actions=[a._asdict() for a in actions])
-    if module._diff:
-        result["diff"] = dict(
-            before="".join("%s %s\n" % (a.path, a.mode_before) for a in actions if a.mode_before),
-            after="".join("%s %s%s\n" % (a.path, a.mode_after, " (new content)" if a.action in ("create", "update")
-                                         and a.kind == "file" else "") for a in actions))
-    module.exit_json(**result)
+    run_module(module, persist, commands=False)
 
 
 if __name__ == "__main__":
