@@ -208,11 +208,12 @@ def persist(run):
         raise FilesError("%s: %s" % (e.filename or p["root"], e.strerror or e))
     result = dict(changed=bool(actions))
     if run.diff_mode:
+        def after(a):
+            written = a["action"] in ("create", "update") and a["kind"] == "file"
+            return "%s %s%s\n" % (a["path"], a["mode_after"], " (new content)" if written else "")
         result["diff"] = dict(
             before="".join("%s %s\n" % (a["path"], a["mode_before"]) for a in actions if a["mode_before"]),
-            after="".join("%s %s%s\n" % (a["path"], a["mode_after"], " (new content)"
-                                          if a["action"] in ("create", "update") and a["kind"] == "file" else "")
-                          for a in actions))
+            after="".join(after(a) for a in actions))
     return result
 
 
