@@ -4,10 +4,11 @@ with their modes, the controller's known_hosts line and age recipient, the machi
 the extra files, the starter configuration that uses them; Molecule's idempotence step has already shown the rerun
 with changed=0, and the keys here are still the controller's bytes."""
 import hashlib
-import importlib.util
+import importlib
 import os
 import re
 import subprocess
+import sys
 import warnings
 
 import pytest
@@ -16,21 +17,18 @@ PERSIST = "/mnt/nix/persist"
 
 
 def _collection_module():
-    """The collection's own identity logic (its ssh-to-age conversion is unit-tested on published vectors): the
-    installed collection's when ANSIBLE_COLLECTIONS_PATH has it, else this repository's (stdlib-only) file."""
+    """The installed collection's identity logic (its ssh-to-age conversion is unit-tested on published vectors),
+    imported from the collections path `make` sets (IMPERMANENT_COLLECTIONS_PATH, else ANSIBLE_COLLECTIONS_PATH)."""
     for root in (os.environ.get("IMPERMANENT_COLLECTIONS_PATH", "") + ":"
                  + os.environ.get("ANSIBLE_COLLECTIONS_PATH", "")).split(":"):
-        path = os.path.join(root, "ansible_collections", "impermanent", "nixos", "plugins", "module_utils",
-                            "_identity.py")
-        if root and os.path.isfile(path):
+        if root and os.path.isdir(os.path.join(root, "ansible_collections", "impermanent", "nixos")):
             break
     else:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "plugins", "module_utils",
-                            "_identity.py")
-    spec = importlib.util.spec_from_file_location("impermanent_identity", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+        pytest.fail("the built collection is on neither IMPERMANENT_COLLECTIONS_PATH nor ANSIBLE_COLLECTIONS_PATH; "
+                    "run the scenario through make (make molecule)")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module("ansible_collections.impermanent.nixos.plugins.module_utils._identity")
 
 
 @pytest.fixture(scope="module")
