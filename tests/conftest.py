@@ -4,6 +4,7 @@
 `make` sets IMPERMANENT_COLLECTIONS_PATH to the built-and-installed artifact, so the tests import what
 users install. Run by hand without it, the tests import the source tree through a symlink farm.
 """
+import hashlib
 import os
 import sys
 import tempfile
@@ -18,10 +19,14 @@ def _collections_root():
     installed = os.environ.get("IMPERMANENT_COLLECTIONS_PATH")
     if installed and os.path.isdir(os.path.join(installed, "ansible_collections", "impermanent", "nixos")):
         return installed
-    farm = os.path.join(tempfile.gettempdir(), "impermanent-nixos-src-%d" % os.getuid())
+    # one farm per clone: a shared one would keep pointing at whichever clone made it first
+    farm = os.path.join(tempfile.gettempdir(), "impermanent-nixos-src-%d-%s"
+                        % (os.getuid(), hashlib.sha256(REPO.encode()).hexdigest()[:12]))
     link = os.path.join(farm, "ansible_collections", "impermanent", "nixos")
-    if not os.path.islink(link):
+    if os.path.realpath(link) != os.path.realpath(REPO):
         os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.lexists(link):
+            os.unlink(link)
         os.symlink(REPO, link)
     return farm
 

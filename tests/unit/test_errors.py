@@ -4,16 +4,16 @@ and the errors callers catch as ValueError still are ValueErrors."""
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils import (
-    _alignment, _blockdev, _command, _flake, _gpt, _hwconfig, _identity, _layout, _luks, _mountinfo, _nixfile,
-    _paths, _persist,
+    _alignment, _blockdev, _command, _files, _flake, _gpt, _hwconfig, _identity, _layout, _luks, _mountinfo,
+    _nixfile, _paths, _persist,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError, Refused
 from ansible_collections.impermanent.nixos.plugins.modules import gpt_partition
 
 VALUE_ERRORS = [
-    _alignment.AlignmentError, _blockdev.BlockDeviceError, _flake.FlakeRefError, _gpt.GptLayoutError,
-    _identity.IdentityError, _mountinfo.MountInfoError, _nixfile.NixSyntaxError, _paths.PathError,
-    _persist.ExcludeError,
+    _alignment.AlignmentError, _blockdev.BlockDeviceError, _files.FilesError, _flake.FlakeRefError,
+    _gpt.GptLayoutError, _identity.IdentityError, _mountinfo.MountInfoError, _nixfile.NixSyntaxError,
+    _paths.PathError, _persist.ExcludeError,
 ]
 OTHER_ERRORS = [
     _command.CommandError, _hwconfig.HwconfigError, _hwconfig.SwapLookupError, _layout.MountLayoutError,
