@@ -38,6 +38,8 @@ description:
     installed one), or when a flake below O(root) belongs to a git repository outside it. The profile itself is
     a link into the target's store and is only looked at, not followed. A flake outside O(root) (on the live
     system) is used as it is.
+  - With O(open_flake_dir=true) the flake directory is mode 0777 while C(nixos-install) runs and 0755 again right
+    after it, also when it fails (the C(chmod 777) and C(chmod 755) of the manual install, in the same call).
 extends_documentation_fragment:
   - impermanent.nixos.attributes
 attributes:
@@ -45,7 +47,8 @@ attributes:
     details: Returns the files it would stage and the command it would run; runs nothing that writes. The
       pre-install evaluation runs in check mode too (it only reads), except with O(pending=true) (the flake is
       not there yet) or when files would first be staged (the flake does not see them yet); a warning says so.
-      With O(pending=true) it plans the command for a flake that earlier steps would create.
+      With O(pending=true) it plans the command for a flake that earlier steps would create. The C(chmod) commands
+      of O(open_flake_dir) are listed in RV(commands) like the others.
   diff_mode:
     support: none
 requirements:
@@ -99,6 +102,14 @@ options:
   reinstall:
     description:
       - Run C(nixos-install) even though C(ROOT/nix/var/nix/profiles/system) exists (a new system generation).
+    type: bool
+    default: false
+  open_flake_dir:
+    description:
+      - Make the flake directory mode 0777 (C(chmod 0777)) right before C(nixos-install) runs, and 0755 right after
+        it, also when it fails. Nothing changes when nothing is installed, except that a directory an interrupted
+        earlier run left at 0777 is set back to 0755.
+      - Needs a flake directory below O(root), reached through no link out of it.
     type: bool
     default: false
   pending:
@@ -190,11 +201,13 @@ commands:
   returned: always
   type: list
   elements: str
-  sample: ["git -C /mnt/etc/nixos -c 'safe.directory=*' add -- hardware-configuration.nix"]
+  sample: ["git -C /mnt/etc/nixos -c 'safe.directory=*' add -- hardware-configuration.nix",
+           "/usr/bin/chmod 0777 /mnt/etc/nixos"]
 """
 
 import os
 import shlex
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -204,6 +217,8 @@ from ansible_collections.impermanent.nixos.plugins.module_utils import _flake as
 from ansible_collections.impermanent.nixos.plugins.module_utils._paths import PathError, resolve_beneath, within
 
 PROFILE = "nix/var/nix/profiles/system"
+#: the flake directory's mode while nixos-install runs, and after it (open_flake_dir)
+OPEN_MODE, CLOSED_MODE = "0777", "0755"
 
 
 class InstallPlan(object):
@@ -218,6 +233,8 @@ class InstallPlan(object):
         self.eval_argv = None
         self.nix_config = None
         self.warnings = []
+        #: the flake directory whose mode is opened while installing (open_flake_dir), or None
+        self.open_dir = None
 
 
 class InstallPlanner(object):
@@ -243,6 +260,8 @@ class InstallPlanner(object):
         profile = os.path.join(root, PROFILE)
         # the directories on the way; the profile itself is a link into the target's store, only looked at
         self.beneath(root, os.path.dirname(profile), "nixos-install writes the system there")
+        if p["open_flake_dir"]:
+            result.open_dir = self.flake_dir_to_open(ref, root)
         if os.path.lexists(profile) and not p["reinstall"]:
             result.skipped_reason = (
                 "%s exists (NixOS is already installed); set reinstall=true to install again" % profile)
@@ -277,6 +296,14 @@ class InstallPlanner(object):
                 "nix is not on the target's PATH, so the configuration cannot be evaluated before nixos-install "
                 "(which needs nix as well): run from a NixOS live system, or put nix on the PATH")
         result.eval_argv = flake.eval_argv(nix, ref, host, self.params["extra_args"])
+
+    def flake_dir_to_open(self, ref, root):
+        if not (ref.local and root != "/" and within(ref.directory, root)):
+            raise CommandError(
+                "open_flake_dir changes the mode of a flake directory below root %s, and flake=%s is not one: "
+                "set open_flake_dir=false, or install from a directory below root" % (root, self.params["flake"]))
+        self.beneath(root, ref.directory, "its mode is changed while nixos-install runs")
+        return ref.directory
 
     @staticmethod
     def beneath(root, path, why):
@@ -370,12 +397,23 @@ class InstallExecutor(object):
         if self.module.check_mode:
             if stage_argv:
                 self.runner.would_run(stage_argv)
+            if plan.open_dir:
+                self.set_mode(plan.open_dir, OPEN_MODE)
             self.runner.would_run(shown)
+            if plan.open_dir:
+                self.runner.would_run(self.chmod_argv(plan.open_dir, CLOSED_MODE))
             return self.evaluate(plan), None
         if stage_argv:
             self.runner.run(stage_argv, what="git add")
         drv_path = self.evaluate(plan)
-        rc, out, err = self.runner.run(plan.argv, check_rc=False, shown=shown, environ={"NIX_CONFIG": plan.nix_config})
+        if plan.open_dir:
+            self.set_mode(plan.open_dir, OPEN_MODE)
+        try:
+            rc, out, err = self.runner.run(plan.argv, check_rc=False, shown=shown,
+                                           environ={"NIX_CONFIG": plan.nix_config})
+        finally:
+            if plan.open_dir:
+                self.set_mode(plan.open_dir, CLOSED_MODE)
         tail = flake.log_tail(out, err)
         if rc != 0:
             _rel, hint = flake.missing_source_hint(err, plan.repo_top)
@@ -385,6 +423,22 @@ class InstallExecutor(object):
             msg += "\nLast lines of its output:\n" + "\n".join(tail)
             raise CommandError(msg, rc=rc, stdout=out, stderr=err, cmd=self.runner.quote(shown))
         return drv_path, tail
+
+    def chmod_argv(self, directory, mode):
+        return [self.runner.find("chmod"), mode, directory]
+
+    def set_mode(self, directory, mode):
+        """``chmod MODE DIRECTORY`` unless the directory has that mode already (or, in check mode, would run it)."""
+        try:
+            if stat.S_IMODE(os.stat(directory).st_mode) == int(mode, 8):
+                return
+        except FileNotFoundError:
+            if not self.module.check_mode:
+                raise CommandError("flake directory %s does not exist on the target" % directory)
+        if self.module.check_mode:
+            self.runner.would_run(self.chmod_argv(directory, mode))
+        else:
+            self.runner.run(self.chmod_argv(directory, mode), what="chmod")
 
     def evaluate(self, plan):
         """The pre-install gate: evaluate the toplevel nixos-install would build; stop with Nix's error."""
@@ -418,6 +472,10 @@ def install(run):
             run.warn(warning)
         if plan.skipped_reason:
             result["skipped_reason"] = plan.skipped_reason
+            if plan.open_dir:
+                # an interrupted earlier run may have left it open
+                InstallExecutor(run.module, run.runner, planner).set_mode(plan.open_dir, CLOSED_MODE)
+                result["changed"] = bool(run.runner.commands)
             return result
         result["cmd"] = flake.redact_argv(plan.argv)
         result["staged"] = plan.staged
@@ -452,6 +510,7 @@ def main():
             stage=dict(type="bool", default=True),
             extra_args=dict(type="list", elements="str", default=[]),
             reinstall=dict(type="bool", default=False),
+            open_flake_dir=dict(type="bool", default=False),
             pending=dict(type="bool", default=False),
         ),
         supports_check_mode=True,

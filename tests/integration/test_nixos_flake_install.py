@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -57,14 +58,15 @@ class Scratch(object):
     """A flake git repo (flake.nix + configuration.nix committed, hardware-configuration.nix untracked) and a
     ROOT, under a 0755 directory: nixos-install refuses a root whose parents others cannot enter."""
 
-    def __init__(self, base, subdir=""):
+    def __init__(self, base, subdir="", below_root=False):
         self.base = base
-        self.repo = os.path.join(base, "flake")
-        self.flake = os.path.join(self.repo, subdir) if subdir else self.repo
         self.root = os.path.join(base, "root")
+        # below_root: the flake where the flake role puts it, ROOT/etc/nixos
+        self.repo = os.path.join(self.root, "etc", "nixos") if below_root else os.path.join(base, "flake")
+        self.flake = os.path.join(self.repo, subdir) if subdir else self.repo
         self.log = os.path.join(base, "doubles.log")
-        os.makedirs(self.flake)
-        os.makedirs(self.root)
+        os.makedirs(self.flake, mode=0o755)
+        os.makedirs(self.root, mode=0o755, exist_ok=True)
         git(self.repo, "init", "-q", "-b", "main")
         self.write("flake.nix", FLAKE_NIX)
         self.write("configuration.nix", CONFIGURATION_NIX)
@@ -103,8 +105,8 @@ def scratch(monkeypatch):
     os.chmod(base, 0o755)
     made = []
 
-    def make(subdir=""):
-        s = Scratch(os.path.join(base, str(len(made))), subdir)
+    def make(subdir="", below_root=False):
+        s = Scratch(os.path.join(base, str(len(made))), subdir, below_root)
         made.append(s)
         monkeypatch.setenv("IMPERMANENT_DOUBLES_LOG", s.log)
         return s
@@ -213,6 +215,58 @@ def test_check_mode_runs_nothing(scratch):
         assert f.read() == before
     assert os.stat(index).st_mtime_ns == stat_before
     assert s.calls() == [] and not os.path.lexists(s.profile)
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_open_flake_dir_opens_only_around_the_install_and_repairs_an_interrupted_run(scratch):
+    s = scratch(below_root=True)
+    rc, res = install(s, open_flake_dir=True)
+    assert rc == 0, res
+    chmod = [c for c in res["commands"] if os.path.basename(c.split()[0]) == "chmod"]
+    assert chmod == [res["commands"][1], res["commands"][3]], res["commands"]
+    assert res["commands"][1].endswith("chmod 0777 " + s.flake) and "nixos-install" in res["commands"][2]
+    assert res["commands"][3].endswith("chmod 0755 " + s.flake)
+    assert s.installed()["flake_dir_mode"] == "777"  # what nixos-install saw
+    assert mode_of(s.flake) == 0o755
+
+    rc, again = install(s, open_flake_dir=True)
+    assert rc == 0 and again["changed"] is False and again["commands"] == [], again
+
+    os.chmod(s.flake, 0o777)  # a run killed during nixos-install, after the profile was made
+    rc, repair = install(s, open_flake_dir=True)
+    assert rc == 0 and repair["changed"] is True, repair
+    assert len(repair["commands"]) == 1 and repair["commands"][0].endswith("chmod 0755 " + s.flake)
+    assert mode_of(s.flake) == 0o755
+    assert len([c for c in s.calls() if c["tool"] == "nixos-install"]) == 1
+
+
+def test_open_flake_dir_closes_the_directory_when_the_install_fails(scratch):
+    s = scratch(below_root=True)
+    rc, res = install(s, open_flake_dir=True, extra_args=["--no-such-option"])
+    assert rc != 0 and "nixos-install failed" in res["msg"], res
+    assert mode_of(s.flake) == 0o755
+    assert [c.split()[1:] for c in res["commands"] if os.path.basename(c.split()[0]) == "chmod"] == [
+        ["0777", s.flake], ["0755", s.flake]]
+    assert not os.path.lexists(s.profile)
+
+
+def test_open_flake_dir_in_check_mode_lists_the_chmods_and_changes_nothing(scratch):
+    s = scratch(below_root=True)
+    rc, res = install(s, check=True, open_flake_dir=True)
+    assert rc == 0 and res["changed"] is True, res
+    assert [os.path.basename(c.split()[0]) for c in res["commands"]] == ["git", "chmod", "nixos-install", "chmod"]
+    assert mode_of(s.flake) == 0o755 and "hardware-configuration.nix" not in s.tracked()
+    assert s.calls() == []
+
+
+def test_open_flake_dir_refuses_a_flake_outside_root(scratch):
+    s = scratch()
+    rc, res = install(s, open_flake_dir=True)
+    assert rc != 0 and "open_flake_dir" in res["msg"] and "below root" in res["msg"], res
+    assert res["commands"] == [] and s.calls() == [] and mode_of(s.flake) == 0o755
 
 
 # swap.nix's assertion (the real NixOS module, evaluated by the kit behind the nix double)
