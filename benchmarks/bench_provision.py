@@ -327,7 +327,12 @@ class Bench(object):
         with open(self.instance_config) as f:
             inst = yaml.safe_load(f)[0]
         self.identity = inst["identity_file"]
-        host = dict(HOST_VARS, ansible_host=inst["address"], ansible_port=inst["port"], ansible_user=inst["user"],
+        # A throwaway guest with a new host key each boot, reached with StrictHostKeyChecking=no (as in Molecule):
+        # opt out of the refusal to send secrets to an unverified host; the identity role's controller-side files
+        # (host keys, known_hosts line) stay in this run's directory.
+        host = dict(HOST_VARS, disk_allow_unverified_host=True, identity_dir=os.path.join(self.work, "identity"),
+                    identity_known_hosts_file=os.path.join(self.work, "known_hosts"),
+                    ansible_host=inst["address"], ansible_port=inst["port"], ansible_user=inst["user"],
                     ansible_ssh_private_key_file=self.identity,
                     ansible_ssh_common_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                                             "-o IdentitiesOnly=yes")
