@@ -4,7 +4,8 @@
 """Block devices: kernel partition naming, sysfs topology, and what ``lsblk``/``blkid``/``/proc/swaps`` say.
 
 Parsers take text, sysfs readers take a ``sysfs`` root (``/sys`` on a real system, a directory
-tree in the tests); nothing here runs a command.
+tree in the tests). The one function that runs a program, :func:`probe_signature`, is handed the module's
+:class:`._command.CommandRunner`; nothing else here runs a command.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from stat import S_ISBLK, S_ISREG
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._alignment import Topology
+from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_swaps
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 
@@ -149,6 +151,47 @@ def parse_blkid_export(text):
         if sep and key.strip():
             values[key.strip()] = value.strip()
     return values
+
+
+# blkid -p reports a partition's own table entry (PART_ENTRY_*) and DEVNAME for every partition, blank or not:
+# only these keys say that something is written *inside* the device.
+CONTENT_KEYS = ("TYPE", "PTTYPE", "USAGE", "SEC_TYPE", "VERSION", "LABEL", "UUID", "PTUUID")
+
+
+def content_signature(probe):
+    """The part of a blkid probe that describes the device's content; empty for a blank device or partition."""
+    if not (probe.get("TYPE") or probe.get("PTTYPE") or probe.get("USAGE")):
+        return {}
+    return dict((key, probe[key]) for key in CONTENT_KEYS if key in probe)
+
+
+def describe_signature(probe):
+    """A person's description of what blkid found: 'an ext4 file system (LABEL=nixos)'."""
+    if probe.get("PTTYPE") and not probe.get("TYPE"):
+        return "a %s partition table" % probe["PTTYPE"]
+    kind = probe.get("TYPE", "unknown")
+    what = {"filesystem": "file system", "raid": "RAID member", "crypto": "encrypted volume"}.get(
+        probe.get("USAGE"), "signature")
+    extra = ", ".join("%s=%s" % (k, probe[k]) for k in ("LABEL", "UUID") if probe.get(k))
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    return "%s %s %s%s" % (article, kind, what, " (%s)" % extra if extra else "")
+
+
+#: blkid's exit code for a device where low-level probing finds signatures it cannot tell apart (man blkid)
+BLKID_AMBIVALENT = 8
+
+
+def probe_signature(runner, device):
+    """:func:`content_signature` of ``blkid -p -o export DEVICE`` (read-only, not listed in ``commands``): empty
+    for a blank device (blkid's rc 2). Any other failure, :data:`BLKID_AMBIVALENT` included, raises
+    :class:`._command.CommandError` with blkid's rc."""
+    rc, out, err = runner.run([runner.find("blkid"), "-p", "-o", "export", device], check_rc=False, record=False)
+    if rc == 2:  # nothing found
+        return {}
+    if rc != 0:
+        raise CommandError("blkid -p %s failed (rc=%s): %s" % (device, rc, err.strip()), rc=rc, stdout=out,
+                           stderr=err)
+    return content_signature(parse_blkid_export(out))
 
 
 # -- which disk is this? -------------------------------------------------------------------------------------------

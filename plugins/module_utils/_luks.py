@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import describe_signature
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError, Refused
 from ansible_collections.impermanent.nixos.plugins.module_utils._plan import Plan, Step
 
@@ -134,30 +135,6 @@ def parse_status(rc, stdout, stderr):
         status["dm_available"] = False
         return status
     raise LuksError("cryptsetup status failed (rc=%s): %s" % (rc, (stderr or stdout).strip() or "no output"))
-
-
-# blkid -p reports a partition's own table entry (PART_ENTRY_*) and DEVNAME for every partition, blank or not:
-# only these keys say that something is written *inside* the device.
-CONTENT_KEYS = ("TYPE", "PTTYPE", "USAGE", "SEC_TYPE", "VERSION", "LABEL", "UUID", "PTUUID")
-
-
-def content_signature(probe):
-    """The part of a blkid probe that describes the device's content; empty for a blank device or partition."""
-    if not (probe.get("TYPE") or probe.get("PTTYPE") or probe.get("USAGE")):
-        return {}
-    return dict((key, probe[key]) for key in CONTENT_KEYS if key in probe)
-
-
-def describe_signature(probe):
-    """A person's description of what blkid found: 'an ext4 file system (LABEL=nixos)'."""
-    if probe.get("PTTYPE") and not probe.get("TYPE"):
-        return "a %s partition table" % probe["PTTYPE"]
-    kind = probe.get("TYPE", "unknown")
-    what = {"filesystem": "file system", "raid": "RAID member", "crypto": "encrypted volume"}.get(
-        probe.get("USAGE"), "signature")
-    extra = ", ".join("%s=%s" % (k, probe[k]) for k in ("LABEL", "UUID") if probe.get(k))
-    article = "an" if kind[:1].lower() in "aeiou" else "a"
-    return "%s %s %s%s" % (article, kind, what, " (%s)" % extra if extra else "")
 
 
 # -- options -----------------------------------------------------------------------------------------------------

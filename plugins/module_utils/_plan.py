@@ -5,7 +5,8 @@
 found on the way. Pure data: deciding the steps (``*Planner``) and running them (``*Executor``) live elsewhere.
 
 Used by tmpfs_root (:class:`._layout.MountPlan`: mkdir, mount, bind, swapon... and the mounts expected after
-it) and luks_open (:class:`._luks.LuksPlan`: format, open, close and the read-only verify).
+it), luks_open (:class:`._luks.LuksPlan`: format, open, close and the read-only verify) and filesystems
+(:class:`._mkfs.MkfsPlan`: create or keep, one step per device, and the entries the module returns).
 """
 
 from __future__ import annotations

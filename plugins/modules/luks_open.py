@@ -191,7 +191,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity, parse_blkid_export
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import device_identity, probe_signature
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
 from ansible_collections.impermanent.nixos.plugins.module_utils._inuse import UsageProbe
 from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
@@ -224,14 +224,7 @@ class LuksReader:
         return out.strip() or None
 
     def probe(self, device):
-        rc, out, err = self.runner.run([self.runner.find("blkid"), "-p", "-o", "export", device], check_rc=False,
-                                       record=False)
-        if rc == 2:  # nothing found
-            return {}
-        if rc != 0:
-            raise CommandError("blkid -p %s failed (rc=%s): %s" % (device, rc, err.strip()), rc=rc, stdout=out,
-                               stderr=err)
-        return luks.content_signature(parse_blkid_export(out))
+        return probe_signature(self.runner, device)
 
     def facts(self, device, name, pending=False):
         status = self.status(name)

@@ -5,7 +5,9 @@ import os
 import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils import _luks as luks
-from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_blkid_export
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
+    content_signature, describe_signature, parse_blkid_export,
+)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "luks")
 DEVICE = "/dev/vda3"
@@ -91,7 +93,7 @@ def test_blkid_real_captures():
     assert rc == 0
     probe = parse_blkid_export(out)
     assert probe["TYPE"] == "ext4" and probe["LABEL"] == "nixos"
-    assert luks.describe_signature(probe).startswith("an ext4 file system (LABEL=nixos, UUID=")
+    assert describe_signature(probe).startswith("an ext4 file system (LABEL=nixos, UUID=")
     rc, out, _err = captured("blkid_blank")
     assert rc == 2 and parse_blkid_export(out) == {}
     assert int(read("isluks_blank.rc")) == 1
@@ -102,13 +104,13 @@ def test_fresh_partition_is_blank():
     rc, out, _err = captured("blkid_fresh_partition")
     probe = parse_blkid_export(out)
     assert rc == 0 and probe["PART_ENTRY_NAME"] == "nix"
-    assert luks.content_signature(probe) == {}
-    ext4 = luks.content_signature(parse_blkid_export(captured("blkid_ext4")[1]))
+    assert content_signature(probe) == {}
+    ext4 = content_signature(parse_blkid_export(captured("blkid_ext4")[1]))
     assert ext4["TYPE"] == "ext4" and ext4["LABEL"] == "nixos"
 
 
 def test_describe_partition_table():
-    assert luks.describe_signature({"PTTYPE": "gpt", "PTUUID": "x"}) == "a gpt partition table"
+    assert describe_signature({"PTTYPE": "gpt", "PTUUID": "x"}) == "a gpt partition table"
 
 
 # -- options and argv ---------------------------------------------------------------------------------------------
