@@ -184,10 +184,14 @@ def mitogen_strategy_plugins():
     return path if proc.returncode == 0 and os.path.isdir(path) else None
 
 
-def module_calls(actions):
-    """Module calls on the target among a run's task results: not skipped, action not controller-side nor raw."""
+def module_calls(actions, delegated=False):
+    """Module calls on the target among a run's task results: not skipped, action not controller-side nor raw,
+    task not delegated. ``delegated=True``: the module calls of delegated tasks instead (the identity role's run on
+    the controller, where a call costs a fraction of one in the guest)."""
     n = 0
     for row in actions:
+        if bool(row.get("delegated_to")) != delegated:
+            continue
         action = row["action"]
         for prefix in ("ansible.builtin.", "ansible.legacy."):
             if action.startswith(prefix):
@@ -308,8 +312,9 @@ class Bench(object):
             actions = None   # the run died before its end
         # module calls of the tasks in the profile (the callback's record gives each task's action and results)
         profiled = {t for t, _ in rec["profile"]}
-        rec["module_calls"] = None if actions is None else module_calls(
-            [a for a in actions if a["task"] in profiled])
+        profiled_actions = None if actions is None else [a for a in actions if a["task"] in profiled]
+        rec["module_calls"] = None if actions is None else module_calls(profiled_actions)
+        rec["controller_module_calls"] = None if actions is None else module_calls(profiled_actions, delegated=True)
         return rec
 
     # -- the guest ----------------------------------------------------------------------------------------------
@@ -448,9 +453,10 @@ class Bench(object):
             fixed += [desc, desc + " rerun"] if rerun else [desc]
         return [x for x in fixed if x in self.results] + [x for x in self.results if x not in fixed]
 
-    def module_calls(self, label):
-        """The median number of module calls of the label's runs ("n/a" when not recorded)."""
-        counts = [r["module_calls"] for r in self.results.get(label, []) if r.get("module_calls") is not None]
+    def module_calls(self, label, key="module_calls"):
+        """The median number of module calls of the label's runs ("n/a" when not recorded); ``key``
+        ``controller_module_calls`` for those of delegated tasks."""
+        counts = [r[key] for r in self.results.get(label, []) if r.get(key) is not None]
         if not counts:
             return "n/a"
         m = statistics.median(counts)
@@ -495,6 +501,9 @@ class Bench(object):
           % (verdict(prov / seed, 1.3), verdict(rerun / seed, 1.0)))
         first_calls, rerun_calls = self.module_calls(PROVISION), self.module_calls(PROVISION + " rerun")
         p("MODULE CALLS first run = %s, rerun = %s" % (first_calls, rerun_calls))
+        p("  (delegated to the controller, not counted above: first run = %s, rerun = %s)"
+          % (self.module_calls(PROVISION, "controller_module_calls"),
+             self.module_calls(PROVISION + " rerun", "controller_module_calls")))
         if MITOGEN in self.results:
             p("  (under Mitogen: first run = %s, rerun = %s)"
               % (self.module_calls(MITOGEN), self.module_calls(MITOGEN + " rerun")))

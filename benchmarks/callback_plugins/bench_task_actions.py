@@ -5,7 +5,7 @@
 
 profile_tasks gives a task's name and time but not its action, so it cannot tell a module call on the target from
 a set_fact on the controller. This callback writes one JSON document to $BENCH_TASK_ACTIONS at the end of the run:
-a list of {"task", "action", "host", "status"}, one per result (per item for a loop); bench_provision.py joins it
+a list of {"task", "action", "host", "status", "delegated_to"}, one per result (per item for a loop); bench_provision.py joins it
 with the profile and counts the module calls.
 """
 from __future__ import annotations
@@ -20,8 +20,9 @@ name: bench_task_actions
 type: aggregate
 short_description: Record each task result's action and status for bench_provision.py
 description:
-  - Writes a JSON list of task name, action, host and status (ok, changed, failed, skipped, unreachable), one entry
-    per result (per item for a loop), to the file named by the BENCH_TASK_ACTIONS environment variable.
+  - Writes a JSON list of task name, action, host, status (ok, changed, failed, skipped, unreachable) and the host
+    a delegated task ran on (else null), one entry per result (per item for a loop), to the file named by the
+    BENCH_TASK_ACTIONS environment variable.
 """
 
 
@@ -36,8 +37,12 @@ class CallbackModule(CallbackBase):
         self.rows = []
 
     def _add(self, result, status):
+        # delegate_to: a module of a delegated task runs there (the identity role's controller-side tasks run on
+        # localhost), not on the host in the inventory
+        delegated = (result._result.get("_ansible_delegated_vars") or {}).get("ansible_delegated_host")
         self.rows.append({"task": result._task.get_name().strip(), "action": result._task.action,
-                          "host": result._host.get_name(), "status": status})
+                          "host": result._host.get_name(), "status": status,
+                          "delegated_to": delegated or result._task.delegate_to or None})
 
     def _looped(self, result):
         # a loop's results are recorded item by item; its final aggregate result would count the task once more

@@ -15,8 +15,9 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import bench_provision as bp  # noqa: E402
 
 
-def run(wall, changed=None, calls=None, profile=(("a task", 1.0),)):
-    rec = {"wall": wall, "rc": 0, "load": 1.0, "log": "x.log", "profile": list(profile), "module_calls": calls}
+def run(wall, changed=None, calls=None, profile=(("a task", 1.0),), controller_calls=None):
+    rec = {"wall": wall, "rc": 0, "load": 1.0, "log": "x.log", "profile": list(profile), "module_calls": calls,
+           "controller_module_calls": controller_calls}
     if changed is not None:
         rec["changed"] = changed
     return rec
@@ -35,8 +36,8 @@ def seed_runs():
 def test_report_prints_the_ratio_and_module_call_lines(tmp_path, capsys):
     b = bench(tmp_path, {
         bp.SEED: seed_runs(),
-        "provision.yml": [run(w, 7, 18) for w in (66.0, 64.0, 65.0)],
-        "provision.yml rerun": [run(w, 0, 13) for w in (33.0, 31.0, 32.0)],
+        "provision.yml": [run(w, 7, 18, controller_calls=7) for w in (66.0, 64.0, 65.0)],
+        "provision.yml rerun": [run(w, 0, 13, controller_calls=6) for w in (33.0, 31.0, 32.0)],
         "provision.yml mitogen": [run(w, 7, 18) for w in (20.0, 18.0, 19.0)],
         "provision.yml mitogen rerun": [run(w, 0, 13) for w in (8.0, 9.0, 8.5)],
         "provision, pipelining off": [run(w, 7, 18) for w in (90.0, 91.0, 92.0)],
@@ -49,6 +50,7 @@ def test_report_prints_the_ratio_and_module_call_lines(tmp_path, capsys):
     assert "RATIO provision.yml mitogen / seed script = 1.73" in lines
     assert "RATIO provision.yml mitogen rerun / seed script = 0.77" in lines
     assert "MODULE CALLS first run = 18, rerun = 13" in lines
+    assert "  (delegated to the controller, not counted above: first run = 7, rerun = 6)" in lines
     assert "GOALS provision.yml / seed script <= 1.3: NOT met; rerun <= 1.0: NOT met" in lines
     assert any(line.startswith("RATIO provision.yml mitogen ") and line.endswith("/ provision.yml = 0.29")
                for line in lines), lines
@@ -88,8 +90,11 @@ def test_module_calls_counts_target_modules_per_item():
         {"task": "look", "action": "ansible.legacy.stat", "status": "skipped"},
         {"task": "gen", "action": "ansible.builtin.command", "status": "failed"},
         {"task": "down", "action": "ansible.builtin.command", "status": "unreachable"},
+        {"task": "keys", "action": "ansible.builtin.command", "status": "changed", "delegated_to": "localhost"},
+        {"task": "keys", "action": "ansible.builtin.set_fact", "status": "ok", "delegated_to": "localhost"},
     ]
     assert bp.module_calls(rows) == 4
+    assert bp.module_calls(rows, delegated=True) == 1
 
 
 def test_callback_records_actions_and_items(tmp_path):
@@ -111,6 +116,9 @@ def test_callback_records_actions_and_items(tmp_path):
       when: false
     - name: Raw
       ansible.builtin.raw: "true"
+    - name: Delegated
+      ansible.builtin.command: "true"
+      delegate_to: localhost
 """)
     out = tmp_path / "actions.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
@@ -123,12 +131,13 @@ def test_callback_records_actions_and_items(tmp_path):
                           text=True, check=False, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(out.read_text())
-    assert [(r["task"], r["action"], r["status"]) for r in rows] == [
-        ("A fact", "ansible.builtin.set_fact", "ok"),
-        ("A loop", "ansible.builtin.command", "changed"),
-        ("A loop", "ansible.builtin.command", "skipped"),
-        ("A loop", "ansible.builtin.command", "changed"),
-        ("Never", "ansible.builtin.command", "skipped"),
-        ("Raw", "ansible.builtin.raw", "changed"),
+    assert [(r["task"], r["action"], r["status"], r["delegated_to"]) for r in rows] == [
+        ("A fact", "ansible.builtin.set_fact", "ok", None),
+        ("A loop", "ansible.builtin.command", "changed", None),
+        ("A loop", "ansible.builtin.command", "skipped", None),
+        ("A loop", "ansible.builtin.command", "changed", None),
+        ("Never", "ansible.builtin.command", "skipped", None),
+        ("Raw", "ansible.builtin.raw", "changed", None),
+        ("Delegated", "ansible.builtin.command", "changed", "localhost"),
     ]
-    assert bp.module_calls(rows) == 2
+    assert bp.module_calls(rows) == 2 and bp.module_calls(rows, delegated=True) == 1
