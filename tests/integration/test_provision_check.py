@@ -123,6 +123,21 @@ def check_plan(out, disk, root, luks, gpt):
     would_run(out, "nixos-install --flake '%s/etc/nixos#%s' --root %s --no-root-passwd" % (root, HOST, root))
 
 
+def whole_plan(out, luks):
+    """provision.yml's last task: the plans of all the roles as one, in the order a real run carries them out."""
+    start = out.index("TASK [Show the whole install plan (check mode)]")
+    plan = out[start:out.index("PLAY RECAP", start)]
+    markers = ["Partition table for", "would run: sfdisk"] + (["LUKS on ", "luksFormat"] if luks else []) + [
+        "File systems, by", "mkfs.ext4", "Mounts under", "mount -t tmpfs", "swapon",
+        "Files under", "etc/machine-id", "nixos-generate-config", "hwconfig_patch would edit", "fileSystems.",
+        "git -C", "nixos-install --flake", "chmod 0755"]
+    found = [(plan.find(m), m) for m in markers]
+    assert all(at >= 0 for at, _ in found), [m for at, m in found if at < 0]
+    assert [m for _, m in sorted(found)] == markers, plan
+    assert ("cryptsetup" in plan) == luks
+    return plan
+
+
 def recap(out):
     found = RECAP.findall(out)
     assert len(found) == 1, out[-3000:]
@@ -148,6 +163,7 @@ def test_check_diff_on_a_blank_disk_shows_the_plan_and_writes_nothing(loopdisk, 
     stats = recap(out)
     assert stats["failed"] == 0 and stats["unreachable"] == 0 and stats["changed"] > 0, stats
     check_plan(out, disk, str(root), luks, gpt)
+    whole_plan(out, luks)
 
     assert disk_bytes(disk) == before
     assert not os.path.exists(disk.device + "p1")  # no partition appeared

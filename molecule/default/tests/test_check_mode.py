@@ -4,8 +4,9 @@
 Molecule's own `check` step runs converge with --check but does not look at the result, so this verify test runs
 the scenario's converge playbook again, as `ansible-playbook --check --diff`, against Molecule's inventory and
 configuration (the MOLECULE_* and ANSIBLE_CONFIG variables the verifier inherits), after converge and idempotence
-have installed the guest. The recap must show changed=0 and failed=0, and none of the roles' check-mode plan
-messages may appear (they show only when something would change). It runs on the controller, once per scenario.
+have installed the guest. The recap must show changed=0 and failed=0, none of the roles' check-mode plan
+messages may appear (they show only when something would change), and the playbook's whole plan says there is
+nothing to do. It runs on the controller, once per scenario.
 """
 import json
 import os
@@ -15,8 +16,10 @@ import pytest
 
 PLAN_TASKS = ("Show the check-mode plan for the disk (what the steps above would do)",
               "Show the check-mode plan for the mounts",
+              "Show the check-mode plan for the identity files",
               "Show the check-mode plan for hardware-configuration.nix",
               "Show the check-mode plan for the flake and nixos-install")
+WHOLE_PLAN = "Show the whole install plan (check mode)"
 
 
 def _molecule_env():
@@ -41,7 +44,7 @@ def test_check_mode_on_the_provisioned_disk_changes_nothing():
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     data = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert data["stats"], proc.stdout[-2000:]
-    changed, plans, names = [], [], []
+    changed, plans, names, whole = [], [], [], []
     for play in data["plays"]:
         for task in play["tasks"]:
             name = task["task"]["name"].split(" : ", 1)[-1]  # role tasks are named "ROLE : NAME"
@@ -51,6 +54,8 @@ def test_check_mode_on_the_provisioned_disk_changes_nothing():
                     changed.append("%s: %s" % (host, name))
                 if name in PLAN_TASKS and not result.get("skipped"):
                     plans.append("%s: %s: %s" % (host, name, result.get("msg")))
+                if name == WHOLE_PLAN:
+                    whole.append(result.get("msg"))
     for host, stats in data["stats"].items():
         assert stats["failures"] == 0 and stats["unreachable"] == 0, (host, stats)
         assert stats["changed"] == 0, (host, stats, changed)
@@ -59,3 +64,6 @@ def test_check_mode_on_the_provisioned_disk_changes_nothing():
     assert "Partition the disk (ESP, swap, nix) on its optimal alignment" in names
     assert "Install NixOS from the flake" in names
     assert set(PLAN_TASKS) <= set(names), sorted(set(PLAN_TASKS) - set(names))
+    # provision.yml's one plan at the end says that there is nothing to do, once per host
+    assert len(whole) == len(data["stats"]) and all(
+        isinstance(msg, str) and msg.startswith("Nothing to do on ") for msg in whole), whole
