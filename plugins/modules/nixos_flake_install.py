@@ -217,8 +217,10 @@ from ansible_collections.impermanent.nixos.plugins.module_utils import _flake as
 from ansible_collections.impermanent.nixos.plugins.module_utils._paths import PathError, resolve_beneath, within
 
 PROFILE = "nix/var/nix/profiles/system"
-#: the flake directory's mode while nixos-install runs, and after it (open_flake_dir)
-OPEN_MODE, CLOSED_MODE = "0777", "0755"
+#: the flake directory's mode while nixos-install runs, and after it (open_flake_dir); one name per line, as
+#: ansible-doc reads the module's top-level assignments and warns on a tuple
+OPEN_MODE = "0777"
+CLOSED_MODE = "0755"
 
 
 class InstallPlan(object):
