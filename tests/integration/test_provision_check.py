@@ -127,7 +127,7 @@ def whole_plan(out, luks):
     """provision.yml's last task: the plans of all the roles as one, in the order a real run carries them out."""
     start = out.index("TASK [Show the whole install plan (check mode)]")
     plan = out[start:out.index("PLAY RECAP", start)]
-    markers = ["Partition table for", "would run: sfdisk"] + (["LUKS on ", "luksFormat"] if luks else []) + [
+    markers = ["Partition table for", "sfdisk --lock"] + (["LUKS on ", "luksFormat"] if luks else []) + [
         "File systems, by", "mkfs.ext4", "Mounts under", "mount -t tmpfs", "swapon",
         "Files under", "etc/machine-id", "nixos-generate-config", "hwconfig_patch would edit", "fileSystems.",
         "git -C", "nixos-install --flake", "chmod 0755"]
