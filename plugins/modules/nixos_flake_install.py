@@ -299,8 +299,13 @@ class InstallPlanner(object):
                 "(which needs nix as well): run from a NixOS live system, or put nix on the PATH")
         result.eval_argv = flake.eval_argv(nix, ref, host, self.params["extra_args"])
 
+    @staticmethod
+    def below_root(ref, root):
+        """A flake directory on the target, below ``root`` (the flake role's ``ROOT/etc/nixos``)."""
+        return ref.local and root != "/" and within(ref.directory, root)
+
     def flake_dir_to_open(self, ref, root):
-        if not (ref.local and root != "/" and within(ref.directory, root)):
+        if not self.below_root(ref, root):
             raise CommandError(
                 "open_flake_dir changes the mode of a flake directory below root %s, and flake=%s is not one: "
                 "set open_flake_dir=false, or install from a directory below root" % (root, self.params["flake"]))
@@ -318,7 +323,7 @@ class InstallPlanner(object):
     def check_target(self, ref, host, root, result):
         if not os.path.isdir(root):
             raise CommandError("root %s is not a directory: mount the target file systems there first" % root)
-        inside = ref.local and root != "/" and within(ref.directory, root)
+        inside = self.below_root(ref, root)
         if inside:
             self.beneath(root, ref.flake_dir, "the flake below root is staged with git add and installed from")
         if ref.local:
@@ -466,6 +471,7 @@ def install(run):
     result.update(changed=False, staged=[], skipped_reason=None, host=run.params["host"], drv_path=None,
                   eval_cmd=None)
     planner = InstallPlanner(run.module, run.runner)
+    executor = InstallExecutor(run.module, run.runner, planner)
     plan = None
     try:
         plan = planner.plan()
@@ -476,14 +482,14 @@ def install(run):
             result["skipped_reason"] = plan.skipped_reason
             if plan.open_dir:
                 # an interrupted earlier run may have left it open
-                InstallExecutor(run.module, run.runner, planner).set_mode(plan.open_dir, CLOSED_MODE)
+                executor.set_mode(plan.open_dir, CLOSED_MODE)
                 result["changed"] = bool(run.runner.commands)
             return result
         result["cmd"] = flake.redact_argv(plan.argv)
         result["staged"] = plan.staged
         if plan.eval_argv:
             result["eval_cmd"] = flake.redact_argv(plan.eval_argv)
-        result["drv_path"], tail = InstallExecutor(run.module, run.runner, planner).execute(plan)
+        result["drv_path"], tail = executor.execute(plan)
     except CommandError as e:
         explain_failure(e, plan, result)
         raise
