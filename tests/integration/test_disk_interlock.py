@@ -70,6 +70,28 @@ def test_disk_wipe_replaces_it_and_a_rerun_changes_nothing(ext4_disk):
     assert sha256_of(ext4_disk.image) == before
 
 
+def test_check_mode_over_a_table_disk_wipe_replaces_plans_every_file_system_as_new(loopdisk):
+    """An installed disk, and a layout that moves the partitions (a larger swap) with disk_wipe: check mode plans
+    the new table and all three file systems as new. The devices at the new paths are the old partitions, still
+    holding their file systems: were they probed, the ESP and swap would look kept and the plan would leave
+    their mkfs out. Check mode writes nothing."""
+    disk = loopdisk(SIZE)
+    assert role(disk.device).rc == 0
+    before = sha256_of(disk.image)
+    res = run_playbook("disk_role.yml", dict(SMALL, disk_device=disk.device, disk_wipe=True,
+                                             disk_swap_size="48MiB"), check=True)
+    assert res.rc == 0, res.stdout[-3000:]
+    assert res.task("impermanent.nixos.disk : Create the file systems (FAT32 ESP, swap, ext4 for /nix), never "
+                    "over an existing one").get("skipped"), res.stdout[-3000:]
+    plan = "\n".join(res.task("impermanent.nixos.disk : Show the check-mode plan for the disk (what the steps "
+                              "above would do)")["msg"])
+    for line in ("would run: mkfs.vfat -F 32 -n boot %sp1" % disk.device,
+                 "would run: mkswap -L swap %sp2" % disk.device,
+                 "would run: mkfs.ext4 -F -L nixos %sp3" % disk.device):
+        assert line in plan, plan
+    assert sha256_of(disk.image) == before
+
+
 def test_identity_pins_refuse_another_disk_and_accept_this_one(loopdisk, tmp_path):
     disk, other = loopdisk(SIZE), loopdisk(SIZE)
     link = tmp_path / "by-id-link"

@@ -94,9 +94,9 @@ def check_plan(out, disk, root, luks, gpt):
     else:
         assert "luksFormat" not in out and "cryptsetup" not in out
 
-    # file systems, as community.general.filesystem would create them
+    # file systems, as impermanent.nixos.filesystems would create them
     would_run(out, "mkfs.vfat -F 32 -n boot %s" % boot)
-    would_run(out, "mkswap -f -L swap %s" % swap)
+    would_run(out, "mkswap -L swap %s" % swap)
     would_run(out, "mkfs.ext4 -F -L nixos %s" % nix_device)
 
     # mounts under the root
@@ -175,7 +175,7 @@ def test_check_diff_on_a_blank_disk_shows_the_plan_and_writes_nothing(loopdisk, 
 
 def test_check_diff_on_a_partitioned_blank_disk_plans_from_the_real_probes(loopdisk, tmp_path):
     """The table is there already (partitions exist, no file systems yet): gpt_partition plans nothing,
-    luks_open and community.general.filesystem probe the real partitions, and the mapper that luks_open would
+    luks_open and filesystems probe the real partitions, and the mapper that luks_open would
     open does not exist yet (the plan still covers it)."""
     disk = loopdisk(256 * MIB)
     layout = [{"name": "boot", "size": "64MiB", "type": "esp"}, {"name": "swap", "size": "64MiB", "type": "swap"},
@@ -196,8 +196,8 @@ def test_check_diff_on_a_partitioned_blank_disk_plans_from_the_real_probes(loopd
     assert "Partition table for" not in out  # the table is right: nothing to plan there
     would_run(out, "cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "
                    "--key-file=- %s" % parts["nix"])
-    would_run(out, "mkfs.vfat -F 32 -n boot %s" % parts["boot"])  # community.general.filesystem: would create
-    would_run(out, "mkswap -f -L swap %s" % parts["swap"])
+    would_run(out, "mkfs.vfat -F 32 -n boot %s" % parts["boot"])  # filesystems: blank, would create
+    would_run(out, "mkswap -L swap %s" % parts["swap"])
     would_run(out, "mkfs.ext4 -F -L nixos /dev/mapper/crypted")
     would_run(out, "mount -o umask=0077 %s %s/boot" % (parts["boot"], root))
     would_run(out, "mount /dev/mapper/crypted %s/nix" % root)
