@@ -35,17 +35,22 @@ description:
     and what was not found, and the file is left untouched.
   - The PARTUUID of a swap device given by UUID, label or device path is looked up with C(blkid) on the target, so
     run the module where the disk is attached (the live system, after C(nixos-generate-config)).
+  - With O(generate=true), the module runs C(nixos-generate-config --root ROOT) itself when the file does not
+    exist yet, and then patches what it wrote, in one call. An existing file is never regenerated, so a rerun
+    does not undo the patch.
 author:
   - impermanent.nixos contributors (!UNKNOWN)
 extends_documentation_fragment:
   - impermanent.nixos.attributes
 attributes:
   check_mode:
-    details: With O(stand_in), also before the file exists (the plan is then made on a stand-in).
+    details: With O(stand_in), also before the file exists (the plan is then made on a stand-in). With
+      O(generate=true) and no file yet, RV(commands) lists the C(nixos-generate-config) it would run.
   diff_mode:
     support: full
 requirements:
   - util-linux (C(blkid)) on the target, for O(swap_random_encryption)
+  - C(nixos-generate-config) on the target, for O(generate)
   - nix (C(nix-instantiate)), optional, for O(validate)
 options:
   path:
@@ -98,6 +103,16 @@ options:
         the target's PATH. A parse failure fails the task and leaves the file untouched.
     type: bool
     default: true
+  generate:
+    description:
+      - When O(path) does not exist, run C(nixos-generate-config --root ROOT) first (it writes
+        C(ROOT/etc/nixos/hardware-configuration.nix), and C(configuration.nix) when there is none), then patch.
+      - Needs O(root), and O(path) must be C(ROOT/etc/nixos/hardware-configuration.nix), where the generator
+        writes; anything else is refused before anything runs.
+      - The generator reads the mounted layout (file systems under O(root), active swap), so run it after the
+        layout is mounted, as the install does.
+    type: bool
+    default: false
   stand_in:
     description:
       - Check mode only, and only when O(path) does not exist; ignored otherwise.
@@ -156,6 +171,19 @@ path:
   returned: always
   type: str
   sample: /mnt/etc/nixos/hardware-configuration.nix
+generated:
+  description: Whether C(nixos-generate-config) ran (in check mode, would run) because O(path) did not exist
+    (O(generate=true)).
+  returned: always
+  type: bool
+  sample: true
+commands:
+  description: The C(nixos-generate-config) command that ran (in check mode, would run); empty when the file
+    existed. The C(nix-instantiate --parse) check is not listed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/run/current-system/sw/bin/nixos-generate-config --root /mnt"]
 stand_in:
   description: Whether the plan was made on a stand-in because O(path) does not exist yet (check mode, O(stand_in)).
   returned: always
@@ -189,7 +217,8 @@ validated:
   type: bool
   sample: true
 patched:
-  description: What was (or in check mode would be) edited.
+  description: What was (or in check mode would be) edited; null in a check run that would generate the file
+    without a O(stand_in) to plan on.
   returned: always
   type: dict
   contains:
@@ -344,6 +373,16 @@ class HwconfigFile:
                 os.unlink(tmp)
 
 
+def check_generated_path(root, path):
+    """``generate`` needs ``root`` and the path nixos-generate-config writes below it."""
+    if not root:
+        raise ModuleError("generate=true needs root (the mounted system nixos-generate-config --root reads).")
+    wanted = os.path.join(os.path.normpath(root), "etc/nixos/hardware-configuration.nix")
+    if os.path.normpath(path) != wanted:
+        raise ModuleError("generate=true: nixos-generate-config --root %s writes %s, not path=%s; give that path, "
+                          "or generate=false." % (root, wanted, path))
+
+
 def patch(run):
     """The module's body (see _module.run_module). Every text it returns is made valid UTF-8 by the harness: the
     file is edited as text decoded with surrogateescape (its bytes go back out exactly as they came in)."""
@@ -359,7 +398,24 @@ def patch(run):
         except PathError as e:
             raise ModuleError("%s; %s was not written." % (e, path))
     hwfile = HwconfigFile(run.module, run.runner, path)
+    generate = p["generate"] and not os.path.lexists(path)
+    run.result["generated"] = generate
+    if p["generate"]:
+        check_generated_path(p["root"], path)
+    if generate:
+        argv = [run.runner.find("nixos-generate-config"), "--root", p["root"]]
+        if run.check_mode:
+            run.runner.would_run(argv)
+        else:
+            run.runner.run(argv, what="nixos-generate-config")
+            if not os.path.isfile(path):
+                raise ModuleError("nixos-generate-config --root %s ran but did not write %s." % (p["root"], path))
     planned_on_stand_in = run.check_mode and p["stand_in"] is not None and not os.path.lexists(path)
+    if run.check_mode and generate and not planned_on_stand_in:
+        run.warn("%s does not exist yet: nixos-generate-config would write it, and the patch is planned once it "
+                 "exists (give stand_in to see the edits now)." % path)
+        run.result.update(changed=True, patched=None)
+        return run.result
     run.result["stand_in"] = planned_on_stand_in
     if planned_on_stand_in:
         before, resolve = stand_in(p["boot_mountpoint"], p["stand_in"]["boot_device"],
@@ -371,7 +427,7 @@ def patch(run):
                       resolve_partuuid=resolve)
 
     shown = "%s (stand-in: not generated yet)" % path if planned_on_stand_in else path
-    run.result.update(changed=plan.changed, patched=plan.patched,
+    run.result.update(changed=plan.changed or generate, patched=plan.patched,
                       diff=run.diff(plan.before, plan.after, "%s (before)" % shown, "%s (after)" % shown))
     if planned_on_stand_in:
         run.warn("%s does not exist yet (nixos-generate-config writes it once the disk is set up): the patch "
@@ -400,6 +456,7 @@ def main():
             swap_random_encryption=dict(type="bool", default=False),
             backup=dict(type="bool", default=True),
             validate=dict(type="bool", default=True),
+            generate=dict(type="bool", default=False),
             stand_in=dict(type="dict", options=dict(
                 boot_device=dict(type="str"),
                 swap_devices=dict(type="list", elements="str", default=[]),
@@ -407,7 +464,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    run_module(module, patch, commands=False)
+    run_module(module, patch)
 
 
 if __name__ == "__main__":

@@ -143,3 +143,78 @@ def test_symlinked_file_is_patched_through_the_link(tmp_path):
     assert rc == 0 and res["changed"], res
     assert link.is_symlink() and os.readlink(link) == str(real)
     assert '"mode=755" ];' in real.read_text(encoding="utf-8")
+
+
+DOUBLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images", "doubles")
+
+
+def double_machine(root):
+    """A machine description for the nixos-generate-config TEST DOUBLE (its IMPERMANENT_DOUBLES_MACHINE seam): a
+    tmpfs on ``root``, the ESP on ROOT/boot and ext4 on ROOT/nix, no swap."""
+    mountinfo = "".join(line + "\n" for line in (
+        "26 1 254:17 / / rw,relatime shared:1 - ext4 /dev/vdb1 rw",
+        "60 26 0:47 / %s rw,relatime shared:30 - tmpfs none rw,size=1002568k,mode=755" % root,
+        "61 60 254:3 / %s/nix rw,relatime shared:31 - ext4 /dev/vda3 rw" % root,
+        "70 60 254:1 / %s/boot rw,relatime shared:32 - vfat /dev/vda1 rw,fmask=0077,dmask=0077" % root))
+    return {"mountinfo": mountinfo, "swaps": "Filename\tType\tSize\tUsed\tPriority\n",
+            "devices": {"/dev/vda1": {"UUID": "1234-ABCD", "TYPE": "vfat"},
+                        "/dev/vda3": {"UUID": "5b1f7a0e-8d44-4b8e-9e1c-2f3a4b5c6d7e", "TYPE": "ext4"}},
+            "virt": "qemu", "initrd_modules": ["virtio_pci", "virtio_blk"],
+            "cpuinfo": "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu svm sse2\n",
+            "interfaces": ["eth0"], "efi": True, "machine": "x86_64"}
+
+
+def test_generate_runs_the_generator_once_then_patches(tmp_path):
+    """generate=true: check mode lists nixos-generate-config and plans the patch on the stand-in, writing nothing;
+    the real run generates (the TEST DOUBLE, through PATH) and patches in one call; a rerun neither regenerates
+    nor changes anything."""
+    root = tmp_path / "mnt"
+    root.mkdir()
+    machine = tmp_path / "machine.json"
+    machine.write_text(json.dumps(double_machine(str(root))), encoding="utf-8")
+    log = tmp_path / "doubles.log"
+    env = {"PATH": DOUBLES + os.pathsep + os.environ["PATH"], "IMPERMANENT_DOUBLES_MACHINE": str(machine),
+           "IMPERMANENT_DOUBLES_LOG": str(log)}
+    hw = root / "etc/nixos/hardware-configuration.nix"
+    args = {"path": str(hw), "root": str(root), "generate": True, "backup": False,
+            "stand_in": {"boot_device": "/dev/vda1"}}
+
+    rc, res = run_module(MODULE, args, check=True, extra_env=env)
+    assert rc == 0 and res["changed"] and res["generated"] and res["stand_in"], res
+    assert res["commands"] == ["%s/nixos-generate-config --root %s" % (DOUBLES, root)], res["commands"]
+    assert res["patched"]["root"]["options_after"] == ["defaults", "size=25%", "mode=755"]
+    assert os.listdir(root) == [] and not log.exists()
+
+    rc, res = run_module(MODULE, args, extra_env=env)
+    assert rc == 0 and res["changed"] and res["generated"] and not res["stand_in"], res
+    assert res["commands"] == ["%s/nixos-generate-config --root %s" % (DOUBLES, root)]
+    assert sorted(os.listdir(hw.parent)) == ["configuration.nix", "hardware-configuration.nix"]
+    value = evaluate(hw)
+    assert value["fileSystems"]["/"]["options"] == ["defaults", "size=25%", "mode=755"]
+    assert value["fileSystems"]["/boot"]["options"] == ["fmask=0077", "dmask=0077", "umask=0077"]
+    assert [json.loads(line)["argv"] for line in log.read_text().splitlines()] == [
+        ["nixos-generate-config", "--root", str(root)]]
+
+    files = snapshot(hw.parent)
+    rc, res = run_module(MODULE, args, extra_env=env)
+    assert rc == 0 and not res["changed"] and not res["generated"] and res["commands"] == [], res
+    assert snapshot(hw.parent) == files
+    assert len(log.read_text().splitlines()) == 1  # not generated again
+
+
+@pytest.mark.parametrize("args, needle", [
+    ({"generate": True}, "generate=true needs root"),
+    ({"generate": True, "root": "ROOT", "path": "ROOT/hw.nix"},
+     "writes ROOT/etc/nixos/hardware-configuration.nix, not path=ROOT/hw.nix"),
+])
+def test_generate_refuses_a_path_the_generator_does_not_write(tmp_path, args, needle):
+    """generate=true without root, or with a path the generator does not write: refused before anything runs."""
+    root = tmp_path / "mnt"
+    root.mkdir()
+    log = tmp_path / "doubles.log"
+    args = dict((k, v.replace("ROOT", str(root)) if isinstance(v, str) else v) for k, v in args.items())
+    args.setdefault("path", str(root / "etc/nixos/hardware-configuration.nix"))
+    env = {"PATH": DOUBLES + os.pathsep + os.environ["PATH"], "IMPERMANENT_DOUBLES_LOG": str(log)}
+    rc, res = run_module(MODULE, args, extra_env=env)
+    assert rc != 0 and needle.replace("ROOT", str(root)) in res["msg"], res
+    assert os.listdir(root) == [] and not log.exists()

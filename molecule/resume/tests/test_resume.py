@@ -19,8 +19,8 @@ MUST_KILL_AFTER = [
     "impermanent.nixos.disk : Format (only without a LUKS header) and open the nix partition",
     "impermanent.nixos.disk : Create the file systems (FAT32 ESP, swap, ext4 for /nix), never over an existing one",
     "impermanent.nixos.layout : Mount the tmpfs root, the ESP, the nix filesystem and the persist bind mounts",
-    "impermanent.nixos.hwconfig : Generate hardware-configuration.nix",
-    "impermanent.nixos.hwconfig : Patch hardware-configuration.nix for the impermanent layout",
+    "impermanent.nixos.hwconfig : Generate hardware-configuration.nix if it is missing, and patch it for the "
+    "impermanent layout",
     "impermanent.nixos.flake : Install NixOS from the flake",
 ]
 
