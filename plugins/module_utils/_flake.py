@@ -355,3 +355,53 @@ def missing_source_hint(stderr, repo_top=None):
         % (where, rel or "<file>", repo_top or "the flake's repository")
     )
     return rel, hint
+
+
+# ---------------------------------------------------------------------------------------------- the starter flake
+
+#: what decides whether the starter is written: a flake directory without it has no flake yet
+STARTER_MARKER = "flake.nix"
+
+
+class StarterPlan(object):
+    """The starter files to write into the flake directory, in order: ``(name, before, content)`` with ``before``
+    the file's text now (None when missing); and whether to ``git init`` the directory."""
+
+    def __init__(self):
+        self.writes = []
+        self.git_init = False
+
+    @property
+    def names(self):
+        return [name for name, _before, _content in self.writes]
+
+    @property
+    def changed(self):
+        return bool(self.writes) or self.git_init
+
+
+def check_starter_names(files):
+    """Each starter file is one plain name in the flake directory (no ``/``, not ``.``/``..``, no NUL), once."""
+    seen = set()
+    for i, entry in enumerate(files):
+        name = entry.get("name")
+        if (not isinstance(name, str) or not name or "/" in name or "\0" in name or name in (".", "..")):
+            raise FlakeRefError("starter.files[%d].name=%r: give a file name in the flake directory, such as "
+                                "flake.nix (no '/')." % (i, name))
+        if name in seen:
+            raise FlakeRefError("starter.files: %s is given twice; give each file once." % name)
+        seen.add(name)
+
+
+def plan_starter(files, existing, has_git, overwrite=False, git_init=True):
+    """What writing the starter does to a flake directory. ``files``: ``[{name, content}]``; ``existing``: each
+    name's current text, or None when missing. Without ``overwrite`` nothing is written once the directory has a
+    flake.nix (the user's flake, or an earlier run's starter the user may have edited); otherwise every file whose
+    text differs is (re)written, so the configuration.nix nixos-generate-config left there is replaced. Pure."""
+    check_starter_names(files)
+    plan = StarterPlan()
+    if overwrite or existing.get(STARTER_MARKER) is None:
+        plan.writes = [(f["name"], existing.get(f["name"]), f["content"]) for f in files
+                       if existing.get(f["name"]) != f["content"]]
+    plan.git_init = bool(git_init) and not has_git
+    return plan

@@ -40,6 +40,9 @@ description:
     system) is used as it is.
   - With O(open_flake_dir=true) the flake directory is mode 0777 while C(nixos-install) runs and 0755 again right
     after it, also when it fails (the C(chmod 777) and C(chmod 755) of the manual install, in the same call).
+  - With O(starter), a flake directory that has no C(flake.nix) yet first gets the starter files (rendered by the
+    caller, for example from templates on the controller) and, without a C(.git), a C(git init) - the whole flake
+    step of an install in one call.
 extends_documentation_fragment:
   - impermanent.nixos.attributes
 attributes:
@@ -48,9 +51,12 @@ attributes:
       pre-install evaluation runs in check mode too (it only reads), except with O(pending=true) (the flake is
       not there yet) or when files would first be staged (the flake does not see them yet); a warning says so.
       With O(pending=true) it plans the command for a flake that earlier steps would create. The C(chmod) commands
-      of O(open_flake_dir) are listed in RV(commands) like the others.
+      of O(open_flake_dir) are listed in RV(commands) like the others. Starter files it would write (O(starter))
+      are returned in RV(starter_written) and shown by C(--diff); the flake they make is not checked yet either
+      (as with O(pending=true)).
   diff_mode:
-    support: none
+    support: partial
+    details: Shows the starter files it writes (O(starter)), each as a diff of the file before and after.
 requirements:
   - C(nixos-install) and nix with flakes on the target (a NixOS live system has both)
   - git on the target, for a flake in a git repository
@@ -112,6 +118,39 @@ options:
       - Needs a flake directory below O(root), reached through no link out of it.
     type: bool
     default: false
+  starter:
+    description:
+      - A starter flake to write into the flake directory O(flake) (a local directory, not a flake reference)
+        before anything else, when the directory has no C(flake.nix) yet.
+      - Each file is written whole, mode 0644, replacing a file of that name (the C(configuration.nix) that
+        C(nixos-generate-config) wrote, say) unless it already has that content. A link in its place is refused.
+      - Once C(flake.nix) exists, nothing is written (the user may have edited the starter), unless
+        O(starter.overwrite=true).
+    type: dict
+    suboptions:
+      files:
+        description: The files, in order. Their content is shown by C(--diff); do not put secrets in it.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: The file's name in the flake directory, for example V(flake.nix) (no C(/)).
+            type: str
+            required: true
+          content:
+            description: The file's whole text.
+            type: str
+            required: true
+      overwrite:
+        description: Write the files also when the directory has a C(flake.nix); each only when its text differs.
+        type: bool
+        default: false
+      git_init:
+        description: Run C(git init --quiet) in the flake directory when it has no C(.git) (a flake only sees the
+          files git knows).
+        type: bool
+        default: true
   pending:
     description:
       - Check mode only; ignored otherwise. V(true) says that earlier tasks of the same check-mode run would create
@@ -196,6 +235,19 @@ eval_cmd:
   elements: str
   sample: [/run/current-system/sw/bin/nix, eval, --raw, --no-write-lock-file,
            '/mnt/etc/nixos#nixosConfigurations."laptop".config.system.build.toplevel.drvPath']
+flake_checked:
+  description: Whether the flake was checked before the install (its directory, git repository, C(flake.nix)
+    and the host name); V(false) when the install is skipped, and in check mode when the flake is not there yet
+    (O(pending=true), or starter files that would be written first).
+  returned: always
+  type: bool
+  sample: true
+starter_written:
+  description: The starter files written (in check mode, that would be), by name, in order (O(starter)).
+  returned: always
+  type: list
+  elements: str
+  sample: [flake.nix, configuration.nix]
 commands:
   description: Commands that changed something (or would, in check mode), shell-quoted.
   returned: always
@@ -208,6 +260,7 @@ commands:
 import os
 import shlex
 import stat
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -237,15 +290,20 @@ class InstallPlan(object):
         self.warnings = []
         #: the flake directory whose mode is opened while installing (open_flake_dir), or None
         self.open_dir = None
+        #: whether the flake (directory, git repository, flake.nix, host) was checked
+        self.flake_checked = False
 
 
 class InstallPlanner(object):
     """Reads the target and decides; raises CommandError for anything the user must fix first."""
 
-    def __init__(self, module, runner):
+    def __init__(self, module, runner, pending=False):
         self.module = module
         self.runner = runner
         self.params = module.params
+        #: check mode: the flake is not yet as the install will see it (the pending option, or a starter that
+        #: would be written first)
+        self.pending = pending
 
     def git(self, directory, *args):
         return [self.runner.find("git"), "-C", directory, "-c", "safe.directory=*"] + list(args)
@@ -268,7 +326,7 @@ class InstallPlanner(object):
             result.skipped_reason = (
                 "%s exists (NixOS is already installed); set reinstall=true to install again" % profile)
             return result
-        if self.module.check_mode and p["pending"]:
+        if self.module.check_mode and self.pending:
             result.warnings.append(
                 "check mode: %s and the flake are not yet as the earlier steps would leave them, so the flake "
                 "(directory, git repository, flake.nix, host %r) was not checked and the files to stage were not "
@@ -276,6 +334,7 @@ class InstallPlanner(object):
                 "looked at)" % (root, host, profile))
         else:
             self.check_target(ref, host, root, result)
+            result.flake_checked = True
         result.argv = flake.install_argv(
             self.runner.find("nixos-install"), ref, host, root, p["no_root_passwd"], p["extra_args"])
         result.nix_config = flake.merge_nix_config(os.environ.get("NIX_CONFIG"))
@@ -285,11 +344,11 @@ class InstallPlanner(object):
     def plan_gate(self, ref, host, result):
         """The pre-install evaluation (``nix eval`` of the toplevel's drvPath), or a warning why check mode
         cannot run it yet."""
-        if self.module.check_mode and (self.params["pending"] or result.staged):
+        if self.module.check_mode and (self.pending or result.staged):
             result.warnings.append(
                 "check mode: the configuration was not evaluated (nix eval of nixosConfigurations.%s's toplevel): "
                 "%s; the real run evaluates it before nixos-install" % (
-                    host, "the flake is not there yet" if self.params["pending"] else
+                    host, "the flake is not there yet" if self.pending else
                     "files it needs are not staged yet (%s)" % ", ".join(result.staged)))
             return
         nix = self.runner.find("nix", required=False)
@@ -387,6 +446,78 @@ class InstallPlanner(object):
         return flake.files_to_stage(entries, "" if prefix == "." else prefix)
 
 
+class StarterWriter(object):
+    """Writes the starter flake (the starter option) into a local flake directory: reads, plans
+    (:func:`._flake.plan_starter`), then writes; in check mode only reads and plans."""
+
+    def __init__(self, module, runner, planner):
+        self.module = module
+        self.runner = runner
+        self.planner = planner
+
+    def directory(self, ref, root):
+        if not ref.local or ref.kind != flake.KIND_DIR:
+            raise CommandError("starter writes into a flake directory on the target, and flake=%s is not one: "
+                               "give the directory (such as /mnt/etc/nixos), or leave starter out"
+                               % self.module.params["flake"])
+        if self.planner.below_root(ref, root):
+            self.planner.beneath(root, ref.directory, "the starter flake is written there")
+        return ref.directory
+
+    def read(self, directory, files):
+        existing = {}
+        for name in set([flake.STARTER_MARKER] + [f["name"] for f in files]):
+            path = os.path.join(directory, name)
+            if os.path.islink(path):
+                raise CommandError("%s is a symbolic link; the starter flake writes plain files: remove the link "
+                                   "(nothing was written)" % path)
+            try:
+                with open(path, "rb") as f:
+                    existing[name] = f.read().decode("utf-8", "surrogateescape")
+            except FileNotFoundError:
+                existing[name] = None
+        return existing
+
+    def apply(self, ref, root, starter):
+        directory = self.directory(ref, root)
+        flake.check_starter_names(starter["files"])
+        if not os.path.isdir(directory):
+            if not self.module.check_mode:
+                raise CommandError("flake directory %s does not exist on the target; mount the layout first (the "
+                                   "layout role bind-mounts it), or create it" % directory)
+            existing, has_git = {}, False
+        else:
+            existing = self.read(directory, starter["files"])
+            has_git = os.path.lexists(os.path.join(directory, ".git"))
+        plan = flake.plan_starter(starter["files"], existing, has_git, starter["overwrite"], starter["git_init"])
+        if not self.module.check_mode:
+            for name, _before, content in plan.writes:
+                self.write(os.path.join(directory, name), content)
+        if plan.git_init:
+            argv = self.planner.git(directory, "init", "--quiet")
+            if self.module.check_mode:
+                self.runner.would_run(argv)
+            else:
+                self.runner.run(argv, what="git init")
+        return plan, not os.path.isdir(directory)
+
+    @staticmethod
+    def write(path, content):
+        """``content`` to ``path`` atomically, mode 0644 (a temporary file in the directory, renamed over it)."""
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content.encode("utf-8", "surrogateescape"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, path)
+        except OSError as e:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise CommandError("could not write %s: %s" % (path, e.strerror or e))
+
+
 class InstallExecutor(object):
     """Stages, evaluates the toplevel (the pre-install gate), then runs nixos-install; in check mode it records
     what it would run and evaluates only when nothing needs staging first."""
@@ -469,11 +600,12 @@ def install(run):
     """The module's body (see _module.run_module)."""
     result = run.result
     result.update(changed=False, staged=[], skipped_reason=None, host=run.params["host"], drv_path=None,
-                  eval_cmd=None)
-    planner = InstallPlanner(run.module, run.runner)
+                  eval_cmd=None, starter_written=[], flake_checked=False)
+    planner = InstallPlanner(run.module, run.runner, pending=run.check_mode and run.params["pending"])
     executor = InstallExecutor(run.module, run.runner, planner)
     plan = None
     try:
+        starter = write_starter(run, planner)
         plan = planner.plan()
         result["host"] = plan.host
         for warning in plan.warnings:
@@ -483,10 +615,11 @@ def install(run):
             if plan.open_dir:
                 # an interrupted earlier run may have left it open
                 executor.set_mode(plan.open_dir, CLOSED_MODE)
-                result["changed"] = bool(run.runner.commands)
+            result["changed"] = bool(run.runner.commands) or bool(starter and starter.writes)
             return result
         result["cmd"] = flake.redact_argv(plan.argv)
         result["staged"] = plan.staged
+        result["flake_checked"] = plan.flake_checked
         if plan.eval_argv:
             result["eval_cmd"] = flake.redact_argv(plan.eval_argv)
         result["drv_path"], tail = executor.execute(plan)
@@ -497,6 +630,28 @@ def install(run):
     if tail is not None:
         result["log_tail"] = tail
     return result
+
+
+def write_starter(run, planner):
+    """The starter option: write the files and git init before the install is planned; in check mode, a starter
+    that would change the directory makes the flake pending (it is not yet what nixos-install will see)."""
+    starter = run.params["starter"]
+    if starter is None:
+        return None
+    try:
+        ref = flake.parse_flake_ref(run.params["flake"])
+    except flake.FlakeRefError as e:
+        raise CommandError(str(e))
+    root = run.params["root"].rstrip("/") or "/"
+    plan, missing = StarterWriter(run.module, run.runner, planner).apply(ref, root, starter)
+    run.result["starter_written"] = plan.names
+    if run.diff_mode and plan.writes:
+        run.result["diff"] = [run.diff(before or "", content, os.path.join(ref.directory, name)
+                                       + ("" if before is not None else " (new)"))
+                              for name, before, content in plan.writes]
+    if run.check_mode and (plan.changed or missing):
+        planner.pending = True
+    return plan
 
 
 def explain_failure(error, plan, result):
@@ -520,6 +675,14 @@ def main():
             reinstall=dict(type="bool", default=False),
             open_flake_dir=dict(type="bool", default=False),
             pending=dict(type="bool", default=False),
+            starter=dict(type="dict", options=dict(
+                files=dict(type="list", elements="dict", required=True, options=dict(
+                    name=dict(type="str", required=True),
+                    content=dict(type="str", required=True),
+                )),
+                overwrite=dict(type="bool", default=False),
+                git_init=dict(type="bool", default=True),
+            )),
         ),
         supports_check_mode=True,
     )

@@ -152,9 +152,14 @@ def test_argument_specs_mirror_the_defaults():
 @needs_nix
 def test_starter_with_defaults_evaluates_and_installs(target):
     result = run_role(target)
-    assert result.task("impermanent.nixos.flake : Write the starter flake.nix and configuration.nix")["changed"]
+    installed = result.task("impermanent.nixos.flake : Install NixOS from the flake")
+    # one call wrote the starter (rendered on the controller), ran git init and installed
+    assert installed["changed"] and installed["starter_written"] == ["flake.nix", "configuration.nix"], installed
+    assert installed["commands"][0].endswith("init --quiet"), installed["commands"]
     for name in ("flake.nix", "configuration.nix"):
         nix("--parse", target.path(name))
+        assert target.read(name).endswith("}\n") and not target.read(name).endswith("\n\n")  # as templated
+        assert os.stat(target.path(name)).st_mode & 0o777 == 0o644
 
     config = eval_configuration(target.path("configuration.nix"))
     assert config == {

@@ -78,6 +78,10 @@ class Scratch(object):
         with open(os.path.join(self.flake, name), "w") as f:
             f.write(text)
 
+    def read(self, name):
+        with open(os.path.join(self.flake, name)) as f:
+            return f.read()
+
     def tracked(self):
         return git(self.repo, "ls-files").split()
 
@@ -438,3 +442,91 @@ def test_generate_config_double_reads_real_mounts(loopdisk, scratch):
             subprocess.run(["swapoff", swap], check=False)
         for target in reversed([m for m in mounted if m]):
             subprocess.run(["umount", target], check=False)
+
+
+NGC_CONFIGURATION_NIX = "{ config, pkgs, ... }:\n{\n  imports = [ ./hardware-configuration.nix ];\n}\n"
+STARTER = {"files": [{"name": "flake.nix", "content": FLAKE_NIX},
+                     {"name": "configuration.nix", "content": CONFIGURATION_NIX}]}
+
+
+@pytest.fixture
+def generated(scratch):
+    """ROOT/etc/nixos as the hwconfig role leaves it: nixos-generate-config's two files, no flake, no git."""
+    s = scratch(below_root=True)
+    shutil.rmtree(s.repo)
+    os.makedirs(s.repo, mode=0o755)
+    s.write("hardware-configuration.nix", HARDWARE_NIX)
+    s.write("configuration.nix", NGC_CONFIGURATION_NIX)
+    return s
+
+
+def listing(s):
+    return dict((name, open(os.path.join(s.flake, name)).read()) for name in sorted(os.listdir(s.flake))
+                if os.path.isfile(os.path.join(s.flake, name)))
+
+
+def test_starter_in_check_mode_shows_the_files_and_writes_nothing(generated):
+    s = generated
+    before = listing(s)
+    argv = ["ansible", "localhost", "-i", "localhost,", "-c", "local", "-m", MODULE, "--check", "--diff", "-a",
+            json.dumps(dict(flake=s.flake, host="testhost", root=s.root, starter=STARTER, open_flake_dir=True))]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "+    nixosConfigurations.testhost = nixpkgs.lib.nixosSystem {" in proc.stdout  # flake.nix, new
+    assert '-{ config, pkgs, ... }:' in proc.stdout and '+  networking.hostName = "testhost";' in proc.stdout
+    rc, res = install(s, check=True, starter=STARTER, open_flake_dir=True)
+    assert rc == 0 and res["changed"], res
+    assert res["starter_written"] == ["flake.nix", "configuration.nix"] and res["flake_checked"] is False
+    assert [os.path.basename(c.split()[0]) for c in res["commands"]] == ["git", "chmod", "nixos-install", "chmod"]
+    assert res["commands"][0].endswith("init --quiet")
+    assert listing(s) == before and not os.path.exists(os.path.join(s.flake, ".git")) and s.calls() == []
+
+
+def test_starter_is_written_initialised_staged_and_installed_in_one_call_then_left_alone(generated):
+    s = generated
+    rc, res = install(s, starter=STARTER, open_flake_dir=True)
+    assert rc == 0 and res["changed"], res
+    assert res["starter_written"] == ["flake.nix", "configuration.nix"] and res["flake_checked"] is True
+    assert s.read("flake.nix") == FLAKE_NIX and s.read("configuration.nix") == CONFIGURATION_NIX
+    assert all(mode_of(os.path.join(s.flake, n)) == 0o644 for n in ("flake.nix", "configuration.nix"))
+    assert res["commands"][0].endswith("-C %s -c 'safe.directory=*' init --quiet" % s.flake), res["commands"]
+    assert sorted(res["staged"]) == ["configuration.nix", "flake.nix", "hardware-configuration.nix"]
+    assert s.installed()["host"] == "testhost" and mode_of(s.flake) == 0o755
+
+    rc, again = install(s, starter=STARTER, open_flake_dir=True)
+    assert rc == 0 and not again["changed"] and again["starter_written"] == [] and again["commands"] == [], again
+
+    s.write("configuration.nix", CONFIGURATION_NIX + "# my edit\n")
+    rc, edited = install(s, starter=STARTER, reinstall=True)
+    assert rc == 0 and edited["starter_written"] == [], edited  # flake.nix exists: the user's edit is kept
+    assert s.read("configuration.nix").endswith("# my edit\n")
+    rc, over = install(s, starter=dict(STARTER, overwrite=True), reinstall=True)
+    assert rc == 0 and over["starter_written"] == ["configuration.nix"], over  # flake.nix already as given
+    assert s.read("configuration.nix") == CONFIGURATION_NIX
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("remote", "is not one"),
+    ("link", "is a symbolic link"),
+    ("name", "give a file name in the flake directory"),
+    ("twice", "flake.nix is given twice"),
+])
+def test_starter_refusals_write_nothing(generated, tmp_path, case, needle):
+    s = generated
+    starter, flake = STARTER, s.flake
+    if case == "remote":
+        flake = "github:example/flake"
+    elif case == "link":
+        outside = tmp_path / "elsewhere.nix"
+        outside.write_text("{ }\n")
+        os.symlink(str(outside), os.path.join(s.flake, "flake.nix"))
+    elif case == "name":
+        starter = {"files": [{"name": "../flake.nix", "content": FLAKE_NIX}]}
+    else:
+        starter = {"files": STARTER["files"] + [{"name": "flake.nix", "content": "{ }\n"}]}
+    before = listing(s)
+    rc, res = install(s, flake=flake, starter=starter)
+    assert rc != 0 and needle in res["msg"], res
+    assert listing(s) == before and not os.path.exists(os.path.join(s.flake, ".git")) and s.calls() == []
+    if case == "link":
+        assert (tmp_path / "elsewhere.nix").read_text() == "{ }\n"

@@ -119,7 +119,7 @@ def check_plan(out, disk, root, luks, gpt):
 
     # the flake and nixos-install
     assert '+    nixosConfigurations."%s" = nixpkgs.lib.nixosSystem {' % HOST in out  # template diff of flake.nix
-    would_run(out, "git -C %s/etc/nixos init --quiet" % root)
+    would_run(out, "git -C %s/etc/nixos -c 'safe.directory=*' init --quiet" % root)
     would_run(out, "nixos-install --flake '%s/etc/nixos#%s' --root %s --no-root-passwd" % (root, HOST, root))
 
 

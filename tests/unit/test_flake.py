@@ -237,3 +237,43 @@ def test_missing_source_hint():
     assert flake.missing_source_hint("error: something else", "/x") == (None, None)
     assert flake.missing_source_hint("error: getting status of '/etc/x.nix': No such file or directory") == (
         None, None)
+
+
+# ---------------------------------------------------------------------------------------------- the starter flake
+
+STARTER_FILES = [{"name": "flake.nix", "content": "{ outputs = _: { }; }\n"},
+                 {"name": "configuration.nix", "content": "{ ... }: { }\n"}]
+
+
+def test_starter_on_a_generated_directory_writes_both_replacing_the_generators_configuration():
+    plan = flake.plan_starter(STARTER_FILES, {"flake.nix": None, "configuration.nix": "{ generated }\n"}, False)
+    assert plan.names == ["flake.nix", "configuration.nix"] and plan.git_init and plan.changed
+    assert plan.writes[1] == ("configuration.nix", "{ generated }\n", "{ ... }: { }\n")
+
+
+def test_starter_leaves_an_existing_flake_alone_unless_overwrite():
+    existing = {"flake.nix": "{ mine }\n", "configuration.nix": "{ mine }\n"}
+    plan = flake.plan_starter(STARTER_FILES, existing, True)
+    assert plan.writes == [] and not plan.git_init and not plan.changed
+    over = flake.plan_starter(STARTER_FILES, dict(existing, **{"flake.nix": STARTER_FILES[0]["content"]}), True,
+                              overwrite=True)
+    assert over.names == ["configuration.nix"]
+
+
+def test_starter_git_init_only_without_git_and_when_asked():
+    existing = {"flake.nix": STARTER_FILES[0]["content"], "configuration.nix": STARTER_FILES[1]["content"]}
+    assert flake.plan_starter(STARTER_FILES, existing, False).git_init
+    assert not flake.plan_starter(STARTER_FILES, existing, False, git_init=False).changed
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "/flake.nix", "x\0y", None, 3])
+def test_starter_names_are_plain_file_names(name):
+    with pytest.raises(flake.FlakeRefError) as e:
+        flake.plan_starter([{"name": name, "content": ""}], {}, False)
+    assert "give a file name in the flake directory" in str(e.value)
+
+
+def test_starter_name_given_twice_is_refused():
+    with pytest.raises(flake.FlakeRefError) as e:
+        flake.plan_starter(STARTER_FILES + [STARTER_FILES[0]], {}, False)
+    assert "flake.nix is given twice" in str(e.value)
