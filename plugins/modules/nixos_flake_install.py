@@ -476,6 +476,8 @@ class StarterWriter(object):
                     existing[name] = f.read().decode("utf-8", "surrogateescape")
             except FileNotFoundError:
                 existing[name] = None
+            except OSError as e:
+                raise CommandError("cannot read %s: %s; nothing was written" % (path, e.strerror or e))
         return existing
 
     def apply(self, ref, root, starter):

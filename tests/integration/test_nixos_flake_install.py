@@ -510,6 +510,7 @@ def test_starter_is_written_initialised_staged_and_installed_in_one_call_then_le
     ("link", "is a symbolic link"),
     ("name", "give a file name in the flake directory"),
     ("twice", "flake.nix is given twice"),
+    ("dir", "Is a directory; nothing was written"),
 ])
 def test_starter_refusals_write_nothing(generated, tmp_path, case, needle):
     s = generated
@@ -520,6 +521,8 @@ def test_starter_refusals_write_nothing(generated, tmp_path, case, needle):
         outside = tmp_path / "elsewhere.nix"
         outside.write_text("{ }\n")
         os.symlink(str(outside), os.path.join(s.flake, "flake.nix"))
+    elif case == "dir":
+        os.mkdir(os.path.join(s.flake, "flake.nix"))
     elif case == "name":
         starter = {"files": [{"name": "../flake.nix", "content": FLAKE_NIX}]}
     else:
