@@ -260,11 +260,11 @@ commands:
 import os
 import shlex
 import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
+from ansible_collections.impermanent.nixos.plugins.module_utils._files import Wanted, write_file
 from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 from ansible_collections.impermanent.nixos.plugins.module_utils import _flake as flake
 from ansible_collections.impermanent.nixos.plugins.module_utils._paths import PathError, resolve_beneath, within
@@ -483,7 +483,8 @@ class StarterWriter(object):
     def apply(self, ref, root, starter):
         directory = self.directory(ref, root)
         flake.check_starter_names(starter["files"])
-        if not os.path.isdir(directory):
+        missing = not os.path.isdir(directory)
+        if missing:
             if not self.module.check_mode:
                 raise CommandError("flake directory %s does not exist on the target; mount the layout first (the "
                                    "layout role bind-mounts it), or create it" % directory)
@@ -501,22 +502,16 @@ class StarterWriter(object):
                 self.runner.would_run(argv)
             else:
                 self.runner.run(argv, what="git init")
-        return plan, not os.path.isdir(directory)
+        return plan, missing
 
     @staticmethod
     def write(path, content):
-        """``content`` to ``path`` atomically, mode 0644 (a temporary file in the directory, renamed over it)."""
-        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path))
+        """``content`` to ``path`` atomically, mode 0644, owned by the user the module runs as (persist_files'
+        write: a temporary file in the directory, mode set first, renamed over the old one)."""
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(content.encode("utf-8", "surrogateescape"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.rename(tmp, path)
+            write_file(Wanted(path, "file", 0o644, os.geteuid(), os.getegid(),
+                              content.encode("utf-8", "surrogateescape")))
         except OSError as e:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
             raise CommandError("could not write %s: %s" % (path, e.strerror or e))
 
 
