@@ -5,10 +5,9 @@ import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils import (
     _alignment, _blockdev, _command, _files, _flake, _gpt, _hwconfig, _identity, _layout, _luks, _mountinfo,
-    _nixfile, _paths, _persist,
+    _nixfile, _paths, _persist, _step_gpt_partition,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError, Refused
-from ansible_collections.impermanent.nixos.plugins.modules import gpt_partition
 
 VALUE_ERRORS = [
     _alignment.AlignmentError, _blockdev.BlockDeviceError, _files.FilesError, _flake.FlakeRefError,
@@ -19,7 +18,7 @@ OTHER_ERRORS = [
     _command.CommandError, _hwconfig.HwconfigError, _hwconfig.SwapLookupError, _layout.MountLayoutError,
     _luks.LuksError,
 ]
-REFUSALS = [gpt_partition.DiskRefused, _luks.LuksRefused]
+REFUSALS = [_step_gpt_partition.DiskRefused, _luks.LuksRefused]
 
 
 @pytest.mark.parametrize("cls", VALUE_ERRORS + OTHER_ERRORS + REFUSALS, ids=lambda c: c.__name__)
@@ -53,7 +52,7 @@ def test_a_refusal_returns_its_reason_as_refused():
     assert Refused("no", "system_disk", device="/dev/sda").fail_fields() == {
         "msg": "no", "refused": "system_disk", "device": "/dev/sda"}
     assert "refused" not in Refused("no").fail_fields()
-    assert gpt_partition.DiskRefused("no", "identity").fail_fields()["refused"] == "identity"
+    assert _step_gpt_partition.DiskRefused("no", "identity").fail_fields()["refused"] == "identity"
 
 
 def test_a_command_error_returns_rc_stdout_stderr_cmd_and_valid_text():

@@ -332,7 +332,7 @@ def test_parse_parted_other_tables():
 # -- the module's result rows -------------------------------------------------------------------------
 
 def test_result_partitions_paths_and_by_id():
-    from ansible_collections.impermanent.nixos.plugins.modules.gpt_partition import Disk, result_partitions
+    from ansible_collections.impermanent.nixos.plugins.module_utils._step_gpt_partition import Disk, result_partitions
     t, plan = plan_for(LAYOUT, 4 * GIB)
     planned = result_partitions(Disk("/dev/disk/by-id/virtio-nixdisk", "/dev/vda", "vda", t), plan, None)
     assert [(p["path"], p["by_id_path"], p["partuuid"], p["aligned"]) for p in planned] == [
@@ -346,7 +346,7 @@ def test_result_partitions_paths_and_by_id():
 
 
 def test_conflict_message_names_disk_content_and_override():
-    from ansible_collections.impermanent.nixos.plugins.modules.gpt_partition import Disk, describe_conflict
+    from ansible_collections.impermanent.nixos.plugins.module_utils._step_gpt_partition import Disk, describe_conflict
     t, plan = plan_for(LAYOUT, 4 * GIB)
     disk = Disk("/dev/disk/by-id/virtio-x", "/dev/vda", "vda", t)
     tbl = table("other-512")
