@@ -3,8 +3,9 @@
 # Copyright (c) impermanent.nixos contributors
 """File systems of the install: validation, the mkfs argv and the planner of the filesystems module.
 
-Nothing here runs a command. The module reads every device first (does it exist, ``blkid -p``, what uses it,
-see :mod:`._inuse`), hands that to :func:`plan` as :class:`DeviceFacts`, and only then runs the ``create`` steps.
+Nothing here runs a command. The module's body (:mod:`._step_filesystems`) reads every device first (does it
+exist, ``blkid -p``, what uses it, see :mod:`._inuse`), hands that to :func:`plan` as :class:`DeviceFacts`, and only
+then runs the ``create`` steps.
 The rule the planner holds: a device is written only when blkid finds no signature at all on it and nothing uses
 it. A device that already holds the wanted type is kept as it is (its label too); any other signature is refused.
 """
