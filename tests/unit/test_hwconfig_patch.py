@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.impermanent.nixos.plugins.module_utils import _hwconfig as hw
 from ansible_collections.impermanent.nixos.plugins.module_utils import _nixfile as nix
-from ansible_collections.impermanent.nixos.plugins.modules import hwconfig_patch as module
+from ansible_collections.impermanent.nixos.plugins.module_utils import _step_hwconfig_patch as module
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "hwconfig")
 ROOT = ["defaults", "size=25%", "mode=755"]
