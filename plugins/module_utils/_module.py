@@ -27,10 +27,13 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._errors import M
 class ModuleRun(object):
     """What a module body works with."""
 
-    def __init__(self, module, commands=True):
+    def __init__(self, module, commands=True, pending=()):
         self.module = module
         self.params = module.params
         self.check_mode = module.check_mode
+        #: check mode: devices an earlier step of the same check run would create or replace (install_plan's
+        #: forecast); a body plans for them instead of reading what is there now
+        self.pending = frozenset(pending) if self.check_mode else frozenset()
         self.diff_mode = bool(getattr(module, "_diff", False))
         self.runner = CommandRunner(module)
         #: fields every return of this run carries, success or failure; the body adds to them as it learns

@@ -48,7 +48,9 @@ def make_filesystems(run):
     run.result.update(changed=False, filesystems=[])
     wanted = mkfs.parse_wanted(run.params["filesystems"])
     usage = UsageProbe()
-    facts = dict((w.device, read_device(run.runner, usage, w.device)) for w in wanted)
+    # a device an earlier step of this check run would create or replace is planned as missing, not read
+    facts = dict((w.device, mkfs.DeviceFacts(exists=False) if w.device in run.pending
+                  else read_device(run.runner, usage, w.device)) for w in wanted)
     steps = mkfs.plan(wanted, facts, check_mode=run.check_mode)
     creates = [(want, step) for want, step in zip(wanted, steps.steps) if step.kind == "create"]
     # looked up only for the types to make: a run that keeps everything needs none of them

@@ -139,7 +139,7 @@ def open_or_close(run):
         pbkdf_force_iterations=p["pbkdf_force_iterations"], label=p["label"])
     request = luks.LuksRequest(p["device"], p["name"], p["state"], p["format"], key, options)
     reader = LuksReader(run.runner)
-    facts = reader.facts(p["device"], p["name"], pending=run.check_mode and p["pending"])
+    facts = reader.facts(p["device"], p["name"], pending=run.check_mode and (p["pending"] or p["device"] in run.pending))
     plan = luks.LuksPlanner(request, facts, check_mode=run.check_mode).plan()
     if plan.formats:
         check_not_in_use(p["device"], UsageProbe())

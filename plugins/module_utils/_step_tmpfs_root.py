@@ -178,7 +178,7 @@ def mount_layout(run):
                     boot_options=p["boot_options"], nix_device=p["nix_device"], persist_dir=p["persist_dir"],
                     persist=p["persist"], swap_device=p["swap_device"], state=p["state"])
         reader = SystemReader(run.runner)
-        pending = set(p["pending_devices"]) if run.check_mode else set()
+        pending = set(p["pending_devices"]) | run.pending if run.check_mode else set()
         plan = LayoutPlanner(spec, reader.facts(spec, pending)).plan()
         executor = LayoutExecutor(run.runner, run.check_mode, spec)
         executor.run(plan)
