@@ -98,7 +98,7 @@ OLDEST_ENV := PATH=$(OLDEST_VENV)/bin:$$PATH ANSIBLE_PYTHON_INTERPRETER=$(OLDEST
 OLDEST_INTEGRATION ?= $(addprefix tests/integration/, \
 	test_persist_audit.py test_hwconfig_patch.py test_disk_interlock.py test_tmpfs_root.py test_luks_open.py \
 	test_nixos_flake_install.py test_secrets.py test_flake_starter.py test_libvirt_vm_xml.py test_persist_files.py \
-	test_filesystems.py test_install_plan.py \
+	test_filesystems.py test_install_plan.py test_provision_plan.py \
 	test_provision_check.py::test_check_diff_on_a_blank_disk_shows_the_plan_and_writes_nothing \
 	test_gpt_partition.py::test_layout_created_aligned_and_idempotent \
 	test_identity_role.py::test_identity_refuses_a_bad_hash_or_key_naming_it_but_not_the_secret \
