@@ -80,8 +80,9 @@ def resolve_refs(value, results, step):
 
 class Forecast(object):
     """What the steps planned so far in this check-mode run would create, and which later steps therefore cannot
-    read it yet: ``devices`` (partitions of a table that would be written, a mapping that would be opened) and
-    ``roots`` (a target root whose tmpfs and mounts would be made)."""
+    read yet: ``devices`` (partitions of a table that would be written, a mapping that would be opened) and
+    ``roots`` (a target root whose tmpfs and mounts would be made). The steps get it through their ModuleRun, never
+    through a module option: a real run cannot be told that something is pending."""
 
     def __init__(self):
         self.devices = set()
@@ -98,21 +99,23 @@ class Forecast(object):
         elif step == "tmpfs_root" and params.get("state", "mounted") == "mounted":
             self.roots.add(params.get("root"))
 
-    def options(self, step, params, earlier):
-        """The options ``step`` needs on top of ``params`` to plan for a root that is pending (hwconfig_patch's
-        ``stand_in``, nixos_flake_install's ``pending``), given ``earlier`` ({step: params} of the steps planned
-        before it; both with their defaults). Pending devices reach the steps as :attr:`._module.ModuleRun.pending`
-        instead."""
-        extra = {}
+    def run_kwargs(self, step, params, earlier, outside=False):
+        """The forecast ``step`` (with ``params``) plans on, as keyword arguments of its
+        :class:`._module.ModuleRun`: the pending devices, and for a root that is pending the stand-in devices of
+        hwconfig_patch or the pending root of nixos_flake_install. ``earlier``: {step: params} of the steps planned
+        before it (with their defaults); ``outside``: a task outside the plan makes the step's input (the git
+        checkout of a flake), so it is pending too."""
+        if outside and step != "nixos_flake_install":
+            raise InstallPlanError("%s: only nixos_flake_install can have its input made outside the plan "
+                                   "(made_outside: true); remove it from this step." % step)
+        kwargs = dict(pending=frozenset(self.devices))
         if step == "hwconfig_patch" and self._root_pending(params):
             layout = earlier.get("tmpfs_root") or {}
-            if params.get("stand_in") is None:
-                extra["stand_in"] = dict(
-                    boot_device=layout.get("boot_device") or "",
-                    swap_devices=[layout["swap_device"]] if layout.get("swap_device") else [])
-        elif step == "nixos_flake_install" and self._root_pending(params):
-            extra["pending"] = True
-        return extra
+            kwargs["stand_in"] = dict(boot_device=layout.get("boot_device") or "",
+                                      swap_devices=[layout["swap_device"]] if layout.get("swap_device") else [])
+        elif step == "nixos_flake_install" and (outside or self._root_pending(params)):
+            kwargs["pending_roots"] = frozenset([params.get("root")])
+        return kwargs
 
     def _root_pending(self, params):
         return params.get("root") is not None and params.get("root") in self.roots

@@ -27,13 +27,20 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._errors import M
 class ModuleRun(object):
     """What a module body works with."""
 
-    def __init__(self, module, commands=True, pending=()):
+    def __init__(self, module, commands=True, pending=(), pending_roots=(), stand_in=None):
         self.module = module
         self.params = module.params
         self.check_mode = module.check_mode
-        #: check mode: devices an earlier step of the same check run would create or replace (install_plan's
-        #: forecast); a body plans for them instead of reading what is there now
+        # install_plan's forecast of what the steps before this one in the same check run would make; empty
+        # outside check mode, so that it can never relax a real run
+        #: devices an earlier step would create or replace: a body plans them as new instead of reading them
         self.pending = frozenset(pending) if self.check_mode else frozenset()
+        #: target roots an earlier step would mount (or a task outside the plan would fill): not there yet as
+        #: they will be
+        self.pending_roots = frozenset(pending_roots) if self.check_mode else frozenset()
+        #: hwconfig_patch: the devices of a root that is not mounted yet, for the stand-in hardware-configuration.nix
+        #: its patch is planned on (``boot_device``, ``swap_devices``)
+        self.stand_in = stand_in if self.check_mode else None
         self.diff_mode = bool(getattr(module, "_diff", False))
         self.runner = CommandRunner(module)
         #: fields every return of this run carries, success or failure; the body adds to them as it learns

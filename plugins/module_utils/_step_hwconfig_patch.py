@@ -173,16 +173,17 @@ def patch(run):
             run.runner.run(argv, what="nixos-generate-config")
             if not os.path.isfile(path):
                 raise ModuleError("nixos-generate-config --root %s ran but did not write %s." % (p["root"], path))
-    planned_on_stand_in = run.check_mode and p["stand_in"] is not None and not os.path.lexists(path)
+    planned_on_stand_in = run.stand_in is not None and not os.path.lexists(path)
+    run.result["stand_in"] = planned_on_stand_in
     if run.check_mode and generate and not planned_on_stand_in:
         run.warn("%s does not exist yet: nixos-generate-config would write it, and the patch is planned once it "
-                 "exists (give stand_in to see the edits now)." % path)
+                 "exists (impermanent.nixos.install_plan shows the edits now, planned with the step that mounts the root)."
+                 % path)
         run.result.update(changed=True, patched=None)
         return run.result
-    run.result["stand_in"] = planned_on_stand_in
     if planned_on_stand_in:
-        before, resolve = stand_in(p["boot_mountpoint"], p["stand_in"]["boot_device"],
-                                   p["stand_in"]["swap_devices"])
+        before, resolve = stand_in(p["boot_mountpoint"], run.stand_in.get("boot_device"),
+                                   run.stand_in.get("swap_devices") or [])
     else:
         before, resolve = hwfile.read(), PartuuidLookup(run.runner)
     plan = plan_patch(before, name=path, root_options=p["root_options"], boot_options=p["boot_options"],
@@ -220,10 +221,6 @@ MODULE_SPEC = dict(
         backup=dict(type="bool", default=True),
         validate=dict(type="bool", default=True),
         generate=dict(type="bool", default=False),
-        stand_in=dict(type="dict", options=dict(
-            boot_device=dict(type="str"),
-            swap_devices=dict(type="list", elements="str", default=[]),
-        )),
     ),
     supports_check_mode=True,
 )

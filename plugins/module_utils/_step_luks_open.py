@@ -139,7 +139,7 @@ def open_or_close(run):
         pbkdf_force_iterations=p["pbkdf_force_iterations"], label=p["label"])
     request = luks.LuksRequest(p["device"], p["name"], p["state"], p["format"], key, options)
     reader = LuksReader(run.runner)
-    facts = reader.facts(p["device"], p["name"], pending=run.check_mode and (p["pending"] or p["device"] in run.pending))
+    facts = reader.facts(p["device"], p["name"], pending=p["device"] in run.pending)
     plan = luks.LuksPlanner(request, facts, check_mode=run.check_mode).plan()
     if plan.formats:
         check_not_in_use(p["device"], UsageProbe())
@@ -170,7 +170,6 @@ MODULE_SPEC = dict(
         pbkdf_force_iterations=dict(type="int"),
         label=dict(type="str"),
         state=dict(type="str", choices=["opened", "closed"], default="opened"),
-        pending=dict(type="bool", default=False),
     ),
     supports_check_mode=True,
     mutually_exclusive=[("passphrase", "keyfile"), ("iter_time", "pbkdf_force_iterations")],

@@ -48,7 +48,7 @@ class InstallPlanner(object):
         self.module = module
         self.runner = runner
         self.params = module.params
-        #: check mode: the flake is not yet as the install will see it (the pending option, or a starter that
+        #: check mode: the flake is not yet as the install will see it (a root install_plan forecasts, or a starter that
         #: would be written first)
         self.pending = pending
 
@@ -345,7 +345,7 @@ def install(run):
     result = run.result
     result.update(changed=False, staged=[], skipped_reason=None, host=run.params["host"], drv_path=None,
                   eval_cmd=None, starter_written=[], flake_checked=False)
-    planner = InstallPlanner(run.module, run.runner, pending=run.check_mode and run.params["pending"])
+    planner = InstallPlanner(run.module, run.runner, pending=run.params["root"] in run.pending_roots)
     executor = InstallExecutor(run.module, run.runner, planner)
     plan = None
     try:
@@ -418,7 +418,6 @@ MODULE_SPEC = dict(
         extra_args=dict(type="list", elements="str", default=[]),
         reinstall=dict(type="bool", default=False),
         open_flake_dir=dict(type="bool", default=False),
-        pending=dict(type="bool", default=False),
         starter=dict(type="dict", options=dict(
             files=dict(type="list", elements="dict", required=True, options=dict(
                 name=dict(type="str", required=True),

@@ -178,8 +178,7 @@ def mount_layout(run):
                     boot_options=p["boot_options"], nix_device=p["nix_device"], persist_dir=p["persist_dir"],
                     persist=p["persist"], swap_device=p["swap_device"], state=p["state"])
         reader = SystemReader(run.runner)
-        pending = set(p["pending_devices"]) | run.pending if run.check_mode else set()
-        plan = LayoutPlanner(spec, reader.facts(spec, pending)).plan()
+        plan = LayoutPlanner(spec, reader.facts(spec, run.pending)).plan()
         executor = LayoutExecutor(run.runner, run.check_mode, spec)
         executor.run(plan)
     except OSError as e:
@@ -209,7 +208,6 @@ MODULE_SPEC = dict(
         persist=dict(type="list", elements="str", default=["/etc/nixos", "/var/log"]),
         swap_device=dict(type="str"),
         state=dict(type="str", choices=["mounted", "unmounted"], default="mounted"),
-        pending_devices=dict(type="list", elements="str", default=[]),
     ),
     supports_check_mode=True,
     required_if=[("state", "mounted", ["nix_device"])],

@@ -44,8 +44,11 @@ extends_documentation_fragment:
   - impermanent.nixos.attributes
 attributes:
   check_mode:
-    details: With O(stand_in), also before the file exists (the plan is then made on a stand-in). With
-      O(generate=true) and no file yet, RV(commands) lists the C(nixos-generate-config) it would run.
+    details: With O(generate=true) and no file yet, RV(commands) lists the C(nixos-generate-config) it would run
+      and the patch is not planned (the file does not exist). M(impermanent.nixos.install_plan), planning it with
+      the step that would mount the root, plans the patch on a stand-in instead - a file in the generator's layout
+      holding only what the patch edits, with placeholders for what does not exist yet - and returns that diff
+      with RV(stand_in=true) and a warning.
   diff_mode:
     support: full
 requirements:
@@ -113,31 +116,6 @@ options:
         layout is mounted, as the install does.
     type: bool
     default: false
-  stand_in:
-    description:
-      - Check mode only, and only when O(path) does not exist; ignored otherwise.
-      - C(hardware-configuration.nix) is written by C(nixos-generate-config) from the mounted layout, so in a
-        check-mode run over a disk that is not partitioned or mounted yet it does not exist. With this option the
-        module then runs its patch on a stand-in instead of failing, and returns that diff with RV(stand_in=true)
-        and a warning. The stand-in holds only what the patch edits, in the generator's layout, with
-        placeholders in angle brackets for what does not exist yet (UUIDs, PARTUUIDs) - a tmpfs
-        C(fileSystems."/"), a vfat C(fileSystems.BOOT_MOUNTPOINT) on O(stand_in.boot_device) and one
-        C(swapDevices) entry per O(stand_in.swap_devices).
-      - Not shown by the stand-in are the rest of the real file and options the generator writes itself (a
-        current release writes C(fmask=0077) and C(dmask=0077) for the ESP; the patch keeps them next to
-        C(umask=0077)).
-    type: dict
-    suboptions:
-      boot_device:
-        description:
-          - The ESP that would be mounted on C(ROOT/BOOT_MOUNTPOINT); without it the stand-in has no boot entry.
-        type: str
-      swap_devices:
-        description:
-          - The swap devices that would be active when C(nixos-generate-config) runs.
-        type: list
-        elements: str
-        default: []
 notes:
   - Only the Python standard library is needed on the target; C(blkid) is needed for O(swap_random_encryption).
 seealso:
@@ -185,7 +163,8 @@ commands:
   elements: str
   sample: ["/run/current-system/sw/bin/nixos-generate-config --root /mnt"]
 stand_in:
-  description: Whether the plan was made on a stand-in because O(path) does not exist yet (check mode, O(stand_in)).
+  description: Whether the plan was made on a stand-in because O(path) does not exist yet (check mode, planned by
+    M(impermanent.nixos.install_plan) with the step that mounts the root).
   returned: always
   type: bool
   sample: false
@@ -218,7 +197,7 @@ validated:
   sample: true
 patched:
   description: What was (or in check mode would be) edited; null in a check run that would generate the file
-    without a O(stand_in) to plan on.
+    without a stand-in to plan on.
   returned: always
   type: dict
   contains:

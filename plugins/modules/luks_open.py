@@ -40,7 +40,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     details: Returns the commands it would run; formats, opens and closes nothing (it may test the key, read-only).
-      With O(pending=true) it plans for a device that an earlier step would create.
+      M(impermanent.nixos.install_plan) plans it for a device that an earlier step would create.
   diff_mode:
     support: none
 requirements:
@@ -114,17 +114,6 @@ options:
     type: str
     choices: [opened, closed]
     default: opened
-  pending:
-    description:
-      - Check mode only; ignored otherwise. V(true) says that O(device) does not exist yet, or will be replaced,
-        because an earlier task of the same check-mode run would create it (a partition that
-        P(impermanent.nixos.gpt_partition#module) would write, with C(--wipe-partitions always), so it would be
-        blank).
-      - The device is then not probed; it is planned as a blank device (C(luksFormat) with O(format=true), then
-        C(open)) instead of failing because it does not exist. The key is not tested (there is no header to test
-        it against), so a wrong key cannot show in this plan.
-    type: bool
-    default: false
 seealso:
   - module: community.crypto.luks_device
     description: The general LUKS module; luks_open is the install step only (format a blank device, never a

@@ -48,12 +48,11 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     details: Returns the files it would stage and the command it would run; runs nothing that writes. The
-      pre-install evaluation runs in check mode too (it only reads), except with O(pending=true) (the flake is
-      not there yet) or when files would first be staged (the flake does not see them yet); a warning says so.
-      With O(pending=true) it plans the command for a flake that earlier steps would create. The C(chmod) commands
-      of O(open_flake_dir) are listed in RV(commands) like the others. Starter files it would write (O(starter))
-      are returned in RV(starter_written) and shown by C(--diff); the flake they make is not checked yet either
-      (as with O(pending=true)).
+      pre-install evaluation runs in check mode too (it only reads), except when the flake is not there yet
+      (planned by M(impermanent.nixos.install_plan) with the steps that would make it) or when files would first
+      be staged (the flake does not see them yet); a warning says so. The C(chmod) commands of O(open_flake_dir)
+      are listed in RV(commands) like the others. Starter files it would write (O(starter)) are returned in
+      RV(starter_written) and shown by C(--diff); the flake they make is not checked yet either.
   diff_mode:
     support: partial
     details: Shows the starter files it writes (O(starter)), each as a diff of the file before and after.
@@ -151,17 +150,6 @@ options:
           files git knows).
         type: bool
         default: true
-  pending:
-    description:
-      - Check mode only; ignored otherwise. V(true) says that earlier tasks of the same check-mode run would create
-        or change O(root) or the flake (mount the layout, render or clone the flake), so that neither exists as it
-        would by the time C(nixos-install) runs.
-      - The module then plans the C(nixos-install) command without checking the flake directory, its git
-        repository, its C(flake.nix) and the host name, and without listing the files it would stage (RV(staged)
-        is empty; a warning says what was not checked). The system profile is still looked for, but only where
-        it is now (a nix file system that earlier steps would mount is not looked at).
-    type: bool
-    default: false
 notes:
   - Git commands run as C(git -c safe.directory=*), because on a live ISO the flake directory is often owned by
     another user than the one running the module.
@@ -238,7 +226,7 @@ eval_cmd:
 flake_checked:
   description: Whether the flake was checked before the install (its directory, git repository, C(flake.nix)
     and the host name); V(false) when the install is skipped, and in check mode when the flake is not there yet
-    (O(pending=true), or starter files that would be written first).
+    (a root or checkout an earlier step would make, or starter files that would be written first).
   returned: always
   type: bool
   sample: true

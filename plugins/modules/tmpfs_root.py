@@ -34,8 +34,8 @@ extends_documentation_fragment:
   - impermanent.nixos.attributes
 attributes:
   check_mode:
-    details: Returns the steps and the commands it would run; mounts and creates nothing. With O(pending_devices) it
-      plans for devices that an earlier step would create.
+    details: Returns the steps and the commands it would run; mounts and creates nothing.
+      M(impermanent.nixos.install_plan) plans it for devices that an earlier step would create.
   diff_mode:
     support: none
 requirements:
@@ -104,18 +104,6 @@ options:
     type: str
     choices: [mounted, unmounted]
     default: mounted
-  pending_devices:
-    description:
-      - Check mode only; ignored otherwise. Devices among O(boot_device), O(nix_device) and O(swap_device) that do
-        not exist yet, or will be replaced, because an earlier task of the same check-mode run would create them
-        (partitions P(impermanent.nixos.gpt_partition#module) would write, the C(/dev/mapper/NAME) that
-        P(impermanent.nixos.luks_open#module) would open).
-      - They are not looked up; their mounts (and the swapon) are planned as new, and an existing mount on their
-        mount points is an error (it cannot be a device that does not exist yet). Without this, check mode fails
-        on a device that does not exist, as a real run would.
-    type: list
-    elements: str
-    default: []
 notes:
   - "A tmpfs on O(root) counts as one this module mounted when C(/proc/self/mountinfo) shows what
     C(mount -t tmpfs -o size=SIZE,mode=MODE tmpfs ROOT) leaves: source C(tmpfs), none of the per-mount flags

@@ -182,3 +182,106 @@ def test_a_blank_disk_and_an_empty_root_show_the_whole_install_in_one_call(loopd
     # read-only: the disk, the mounts, the root and the doubles' log
     assert disk.digest() == before and mountinfo() == mounts
     assert not os.path.exists(root) and not log.exists()
+
+
+def test_applied_the_steps_make_what_the_step_modules_make_and_a_rerun_changes_nothing(loopdisk):
+    """apply: one call partitions and makes the file systems, as gpt_partition then filesystems on a twin disk
+    do (same table, same file systems); the same call again changes nothing and writes nothing."""
+    disk, twin = loopdisk(128 * MIB), loopdisk(128 * MIB)
+    steps = [dict(module="gpt_partition", params=gpt_params(disk.device)),
+             dict(module="filesystems", params=filesystems_params())]
+    rc, res = run_module("impermanent.nixos.install_plan", dict(steps=steps, apply=True))
+    assert rc == 0, res
+    assert res["changed"] is True and res["in_place"] is False and res["first_change"] == "gpt_partition"
+    assert [(s["module"], s["changed"], s["forecast"]) for s in res["steps"]] == [
+        ("gpt_partition", True, False), ("filesystems", True, False)]
+    parts = [p["path"] for p in res["steps"][0]["result"]["partitions"]]
+    assert [c.split()[-1] for c in res["steps"][1]["commands"]] == parts  # the references became real paths
+    # the step modules, one after the other, on the twin: the same layout and the same file systems
+    rc, gpt = run_module("impermanent.nixos.gpt_partition", gpt_params(twin.device))
+    assert rc == 0 and gpt["changed"], gpt
+    twin_parts = [p["path"] for p in gpt["partitions"]]
+    rc, made = run_module("impermanent.nixos.filesystems", dict(filesystems=[
+        dict(device=twin_parts[0], fstype="vfat", label="boot"), dict(device=twin_parts[1], fstype="swap", label="swap"),
+        dict(device=twin_parts[2], fstype="ext4", label="nixos")]))
+    assert rc == 0 and made["changed"], made
+    layout = [(p["name"], p["start"], p["size"], p["type"]) for p in res["steps"][0]["result"]["partitions"]]
+    assert layout == [(p["name"], p["start"], p["size"], p["type"]) for p in gpt["partitions"]]
+    assert [c.replace(twin.device, disk.device) for c in made["commands"]] == res["steps"][1]["commands"]
+    for mine, theirs in zip(parts, twin_parts):
+        fields = [sh("blkid", "-p", "-o", "value", "-s", key, dev, check=False).stdout.strip()
+                  for dev in (mine, theirs) for key in ("TYPE", "LABEL")]
+        assert fields[:2] == fields[2:] and fields[0], (mine, theirs, fields)
+    before = disk.digest()
+    rc, again = run_module("impermanent.nixos.install_plan", dict(steps=steps, apply=True))
+    assert rc == 0, again
+    assert again["changed"] is False and again["in_place"] is True
+    assert [s["commands"] for s in again["steps"]] == [[], []]
+    assert disk.digest() == before
+
+
+def test_applied_a_refused_step_stops_the_call_and_writes_nothing(loopdisk):
+    disk = loopdisk(128 * MIB)
+    sh("mkfs.ext4", "-q", "-L", "data", disk.device)
+    before = disk.digest()
+    steps = [dict(module="gpt_partition", params=gpt_params(disk.device)),
+             dict(module="filesystems", params=filesystems_params())]
+    rc, res = run_module("impermanent.nixos.install_plan", dict(steps=steps, apply=True))
+    assert rc != 0, res
+    assert res["msg"].startswith("gpt_partition: ") and res["refused"] == "content", res
+    assert res["step"] == "gpt_partition" and res["steps"] == [] and res["device"] == disk.device
+    assert res["applied"] is False  # refused by the plan made before anything is applied
+    assert disk.digest() == before
+
+
+def test_applied_a_later_step_that_would_fail_stops_the_call_before_the_first_write(loopdisk, tmp_path):
+    """The steps are all planned before the first is applied: a root that is a regular file fails tmpfs_root's
+    plan, so the disk is not even partitioned."""
+    disk = loopdisk(128 * MIB)
+    before, mounts = disk.digest(), mountinfo()
+    root = tmp_path / "not-a-directory"
+    root.write_text("a file\n")
+    steps = [dict(module="gpt_partition", params=gpt_params(disk.device)),
+             dict(module="filesystems", params=filesystems_params()),
+             dict(module="tmpfs_root", params=dict(root=str(root), boot_device={"ref": "partition:boot"},
+                                                   nix_device={"ref": "partition:nix"}))]
+    rc, res = run_module("impermanent.nixos.install_plan", dict(steps=steps, apply=True))
+    assert rc != 0, res
+    assert res["step"] == "tmpfs_root" and res["msg"].startswith("tmpfs_root: ") and str(root) in res["msg"], res
+    assert res["applied"] is False and [s["module"] for s in res["steps"]] == ["gpt_partition", "filesystems"]
+    assert disk.digest() == before and mountinfo() == mounts
+    assert root.read_text() == "a file\n"
+
+
+def test_apply_in_check_mode_only_plans(loopdisk):
+    disk = loopdisk(128 * MIB)
+    before = disk.digest()
+    rc, res = run_module("impermanent.nixos.install_plan",
+                         dict(steps=[dict(module="gpt_partition", params=gpt_params(disk.device))], apply=True),
+                         check=True)
+    # check mode reports what the call would change, as the step modules do
+    assert rc == 0 and res["changed"] is True and res["steps"][0]["changed"] is True, res
+    assert disk.digest() == before
+
+
+def test_a_flake_made_outside_the_plan_is_planned_unchecked(tmp_path):
+    """made_outside (a git checkout the flake role makes with ansible.builtin.git): the install is planned without
+    checking the flake, which is not there yet; on any other step the option is refused. Nothing is written."""
+    root = tmp_path / "mnt"
+    (root / "etc" / "nixos").mkdir(parents=True)
+    env = {"PATH": DOUBLES + os.pathsep + os.environ["PATH"]}
+    step = dict(module="nixos_flake_install", made_outside=True,
+                params=dict(flake=str(root / "etc" / "nixos"), host="plantest", root=str(root)))
+    rc, res = run_module("impermanent.nixos.install_plan", dict(steps=[step]), extra_env=env)
+    assert rc == 0, res
+    (flake,) = res["steps"]
+    assert flake["changed"] and flake["forecast"] and flake["result"]["flake_checked"] is False, flake
+    assert any(os.path.basename(c.split()[0]) == "nixos-install" for c in flake["commands"]), flake["commands"]
+    # without it the flake is checked, and an empty directory is no flake
+    rc, res = run_module("impermanent.nixos.install_plan", dict(steps=[dict(step, made_outside=False)]),
+                         extra_env=env)
+    assert rc != 0 and res["step"] == "nixos_flake_install", res
+    rc, res = run_module("impermanent.nixos.install_plan", dict(steps=[dict(
+        module="tmpfs_root", made_outside=True, params=dict(root=str(root), nix_device="/dev/null"))]))
+    assert rc != 0 and "only nixos_flake_install" in res["msg"], res
+    assert os.listdir(str(root / "etc" / "nixos")) == []

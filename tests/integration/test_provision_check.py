@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """`ansible-playbook impermanent.nixos.provision --check --diff` on a loop disk: the whole plan, nothing written.
 
-The playbook runs by FQCN against localhost, with the default stdout callback: the assertions read the text a
-user sees. The plan must show the partition table with the byte offsets gpt_partition computes (checked against
-gpt_partition run on its own in check mode), the luksFormat/open commands, the mkfs commands, the mounts under the
+The playbook runs by FQCN against localhost, with the default stdout callback: the assertions read the plan a user
+sees (one install_plan call, printed by the task after it). It must show the partition table with the byte offsets
+gpt_partition computes (checked against gpt_partition run on its own in check mode), the luksFormat/open commands, the mkfs commands, the mounts under the
 root, the hardware-configuration.nix edits (on the stand-in: the file does not exist before the disk is set up) and
 the nixos-install command; the recap must have failed=0 and every byte of the disk must be unchanged.
 
@@ -123,10 +123,17 @@ def check_plan(out, disk, root, luks, gpt):
     would_run(out, "nixos-install --flake '%s/etc/nixos#%s' --root %s --no-root-passwd" % (root, HOST, root))
 
 
-def whole_plan(out, luks):
-    """provision.yml's last task: the plans of all the roles as one, in the order a real run carries them out."""
+def shown_plan(out):
+    """The lines provision.yml's check mode printed as the whole install plan (task `Show the whole install plan
+    (check mode)`: the install_plan_text of its one install_plan call), as one text."""
     start = out.index("TASK [Show the whole install plan (check mode)]")
-    plan = out[start:out.index("PLAY RECAP", start)]
+    at = out.index("ok: [localhost] => ", start) + len("ok: [localhost] => ")
+    shown, _ = json.JSONDecoder().raw_decode(out, at)
+    return "\n".join(shown["msg"])
+
+
+def whole_plan(plan, luks):
+    """The plan shows every step, in the order a real run carries them out."""
     markers = ["Partition table for", "sfdisk --lock"] + (["LUKS on ", "luksFormat"] if luks else []) + [
         "File systems, by", "mkfs.ext4", "Mounts under", "mount -t tmpfs", "swapon",
         "Files under", "etc/machine-id", "nixos-generate-config", "hwconfig_patch would edit", "fileSystems.",
@@ -162,8 +169,9 @@ def test_check_diff_on_a_blank_disk_shows_the_plan_and_writes_nothing(loopdisk, 
     assert proc.returncode == 0, out[-6000:] + proc.stderr[-3000:]
     stats = recap(out)
     assert stats["failed"] == 0 and stats["unreachable"] == 0 and stats["changed"] > 0, stats
-    check_plan(out, disk, str(root), luks, gpt)
-    whole_plan(out, luks)
+    plan = shown_plan(out)
+    check_plan(plan, disk, str(root), luks, gpt)
+    whole_plan(plan, luks)
 
     assert disk_bytes(disk) == before
     assert not os.path.exists(disk.device + "p1")  # no partition appeared
@@ -193,22 +201,24 @@ def test_check_diff_on_a_partitioned_blank_disk_plans_from_the_real_probes(loopd
     out = proc.stdout
     assert proc.returncode == 0, out[-6000:] + proc.stderr[-3000:]
     assert recap(out)["failed"] == 0
-    assert "Partition table for" not in out  # the table is right: nothing to plan there
-    would_run(out, "cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "
+    plan = shown_plan(out)
+    assert "Partition table for" not in plan  # the table is right: nothing to plan there
+    would_run(plan, "cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "
                    "--key-file=- %s" % parts["nix"])
-    would_run(out, "mkfs.vfat -F 32 -n boot %s" % parts["boot"])  # filesystems: blank, would create
-    would_run(out, "mkswap -L swap %s" % parts["swap"])
-    would_run(out, "mkfs.ext4 -F -L nixos /dev/mapper/crypted")
-    would_run(out, "mount -o umask=0077 %s %s/boot" % (parts["boot"], root))
-    would_run(out, "mount /dev/mapper/crypted %s/nix" % root)
+    would_run(plan, "mkfs.vfat -F 32 -n boot %s" % parts["boot"])  # filesystems: blank, would create
+    would_run(plan, "mkswap -L swap %s" % parts["swap"])
+    would_run(plan, "mkfs.ext4 -F -L nixos /dev/mapper/crypted")
+    would_run(plan, "mount -o umask=0077 %s %s/boot" % (parts["boot"], root))
+    would_run(plan, "mount /dev/mapper/crypted %s/nix" % root)
     assert disk_bytes(disk) == before
     assert os.listdir(str(root)) == []
     assert PASSPHRASE not in out + proc.stderr
 
 
-def test_pending_options_only_act_in_check_mode(tmp_path, monkeypatch):
-    """The modules' check-mode planning options never relax a real run: outside check mode a missing device or
-    file is still an error, and nothing is created."""
+def test_no_module_option_says_that_something_is_pending(tmp_path, monkeypatch):
+    """Forecasts are install_plan's alone: the step modules have no option that tells them a device, a root or a
+    flake is pending, so a real run can never be relaxed by one. The old options are refused as unknown, in check
+    mode and out of it, and nothing is created."""
     monkeypatch.setenv("PATH", DOUBLES + os.pathsep + os.environ["PATH"])  # nixos-install is looked up, not run
     missing = "/dev/impermanent-check-missing"
     root = tmp_path / "root"
@@ -216,20 +226,20 @@ def test_pending_options_only_act_in_check_mode(tmp_path, monkeypatch):
     mounts_before = mountinfo()  # the whole table: exact in the session's own mount namespace (conftest)
     cases = [
         ("impermanent.nixos.luks_open", dict(device=missing, passphrase=PASSPHRASE, format=True, pending=True),
-         "does not exist"),
+         "pending"),
         ("impermanent.nixos.tmpfs_root", dict(root=str(root), nix_device=missing, boot_device=missing,
-                                              pending_devices=[missing]), "does not resolve"),
+                                              pending_devices=[missing]), "pending_devices"),
         ("impermanent.nixos.hwconfig_patch", dict(path=str(root / "hardware-configuration.nix"),
-                                                  stand_in=dict(boot_device=missing)), "does not exist"),
+                                                  stand_in=dict(boot_device=missing)), "stand_in"),
         ("impermanent.nixos.nixos_flake_install", dict(flake=str(root / "etc" / "nixos"), host=HOST,
-                                                       root=str(root / "nope"), pending=True), "not a directory"),
+                                                       root=str(root / "nope"), pending=True), "pending"),
     ]
-    for module, args, message in cases:
-        rc, res = run_module(module, args)
-        assert rc != 0 and res.get("failed"), (module, res)
-        assert message in res["msg"], (module, res["msg"])
-        rc, res = run_module(module, args, check=True)
-        assert rc == 0 and not res.get("failed") and res["changed"], (module, res)
+    for module, args, option in cases:
+        for check in (False, True):
+            rc, res = run_module(module, args, check=check)
+            assert rc != 0 and res.get("failed"), (module, check, res)
+            assert "Unsupported parameters" in res["msg"] and option in res["msg"], (module, res["msg"])
+            assert PASSPHRASE not in json.dumps(res)
     assert os.listdir(str(root)) == []
     assert mountinfo() == mounts_before
 
@@ -257,8 +267,10 @@ def test_check_diff_on_a_prepared_disk_shows_no_disk_plan(loopdisk, tmp_path):
     assert recap(out)["failed"] == 0
     assert "Show the check-mode plan for the disk" not in out  # skipped (skipped hosts are not displayed)
     assert '"None"' not in out
-    assert "would run: mkfs" not in out and "would run: mkswap" not in out
-    would_run(out, "mount -o umask=0077 %s %s/boot" % (parts["boot"], root))
-    would_run(out, "mount %s %s/nix" % (parts["nix"], root))
+    plan = shown_plan(out)
+    assert "would run: mkfs" not in plan and "would run: mkswap" not in plan
+    assert "File systems, by" not in plan  # the disk has nothing to do: no step, not even an empty one
+    would_run(plan, "mount -o umask=0077 %s %s/boot" % (parts["boot"], root))
+    would_run(plan, "mount %s %s/nix" % (parts["nix"], root))
     assert disk_bytes(disk) == before
     assert os.listdir(str(root)) == []

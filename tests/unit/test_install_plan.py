@@ -67,11 +67,17 @@ def test_the_forecast_follows_what_earlier_steps_would_create():
     f.after("luks_open", {}, dict(changed=True, mapper="/dev/mapper/c"))
     assert "/dev/mapper/c" in f.devices
     layout = dict(root="/mnt", boot_device="/dev/vda1", swap_device="/dev/vda3")
-    assert f.options("hwconfig_patch", dict(root="/mnt"), dict(tmpfs_root=layout)) == {}
+    devices = dict(pending=frozenset(["/dev/vda1", "/dev/vda2", "/dev/mapper/c"]))
+    assert f.run_kwargs("hwconfig_patch", dict(root="/mnt"), dict(tmpfs_root=layout)) == devices
     f.after("tmpfs_root", layout, dict(changed=True))
-    assert f.options("hwconfig_patch", dict(root="/mnt"), dict(tmpfs_root=layout)) == dict(
-        stand_in=dict(boot_device="/dev/vda1", swap_devices=["/dev/vda3"]))
-    assert f.options("hwconfig_patch", dict(root="/other"), dict(tmpfs_root=layout)) == {}
-    assert f.options("nixos_flake_install", dict(root="/mnt"), {}) == dict(pending=True)
-    assert f.options("hwconfig_patch", dict(root=None), dict(tmpfs_root=layout)) == {}
-    assert f.options("luks_open", dict(device="/dev/vda2"), {}) == {}
+    assert f.run_kwargs("hwconfig_patch", dict(root="/mnt"), dict(tmpfs_root=layout)) == dict(
+        devices, stand_in=dict(boot_device="/dev/vda1", swap_devices=["/dev/vda3"]))
+    assert f.run_kwargs("hwconfig_patch", dict(root="/other"), dict(tmpfs_root=layout)) == devices
+    assert f.run_kwargs("nixos_flake_install", dict(root="/mnt"), {}) == dict(
+        devices, pending_roots=frozenset(["/mnt"]))
+    assert f.run_kwargs("nixos_flake_install", dict(root="/other"), {}, outside=True) == dict(
+        devices, pending_roots=frozenset(["/other"]))
+    assert f.run_kwargs("hwconfig_patch", dict(root=None), dict(tmpfs_root=layout)) == devices
+    assert f.run_kwargs("luks_open", dict(device="/dev/vda2"), {}) == devices
+    with pytest.raises(InstallPlanError, match="only nixos_flake_install"):
+        f.run_kwargs("luks_open", dict(device="/dev/vda2"), {}, outside=True)

@@ -4,9 +4,9 @@
 Molecule's own `check` step runs converge with --check but does not look at the result, so this verify test runs
 the scenario's converge playbook again, as `ansible-playbook --check --diff`, against Molecule's inventory and
 configuration (the MOLECULE_* and ANSIBLE_CONFIG variables the verifier inherits), after converge and idempotence
-have installed the guest. The recap must show changed=0 and failed=0, none of the roles' check-mode plan
-messages may appear (they show only when something would change), and the playbook's whole plan says there is
-nothing to do. It runs on the controller, once per scenario.
+have installed the guest. The recap must show changed=0 and failed=0, the playbook's one install_plan call must
+have planned every step (none of the roles' own check-mode plans may appear: the roles only worked out their
+steps), and its plan says there is nothing to do. It runs on the controller, once per scenario.
 """
 import json
 import os
@@ -20,6 +20,7 @@ PLAN_TASKS = ("Show the check-mode plan for the disk (what the steps above would
               "Show the check-mode plan for hardware-configuration.nix",
               "Show the check-mode plan for the flake and nixos-install")
 WHOLE_PLAN = "Show the whole install plan (check mode)"
+ONE_CALL = "Install in one call (each step keeps what is in place)"
 
 
 def _molecule_env():
@@ -44,7 +45,7 @@ def test_check_mode_on_the_provisioned_disk_changes_nothing():
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     data = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert data["stats"], proc.stdout[-2000:]
-    changed, plans, names, whole = [], [], [], []
+    changed, plans, names, whole, calls = [], [], [], [], []
     for play in data["plays"]:
         for task in play["tasks"]:
             name = task["task"]["name"].split(" : ", 1)[-1]  # role tasks are named "ROLE : NAME"
@@ -56,11 +57,15 @@ def test_check_mode_on_the_provisioned_disk_changes_nothing():
                     plans.append("%s: %s: %s" % (host, name, result.get("msg")))
                 if name == WHOLE_PLAN:
                     whole.append(result.get("msg"))
+                if name == ONE_CALL:
+                    calls.append(result)
     for host, stats in data["stats"].items():
         assert stats["failures"] == 0 and stats["unreachable"] == 0, (host, stats)
         assert stats["changed"] == 0, (host, stats, changed)
     assert changed == [] and plans == []
-    # the run really went through the roles, and the plan tasks were there to be skipped
+    # one plan call per host (no_log: its result is censored), and the roles' module and plan tasks were there to
+    # be skipped
+    assert len(calls) == len(data["stats"]) and all(not c.get("skipped") for c in calls), calls
     assert "Partition the disk (ESP, swap, nix) on its optimal alignment" in names
     assert "Install NixOS from the flake" in names
     assert set(PLAN_TASKS) <= set(names), sorted(set(PLAN_TASKS) - set(names))

@@ -24,7 +24,8 @@ MANIFEST = "/var/lib/impermanent-tests/manifest.sh"
 DOUBLES_LOG = "/var/log/impermanent-doubles.log"
 # searched for the passphrase; /proc, /sys and /dev are left out
 SEARCHED = ["/var/log", "/var/tmp", "/tmp", "/root", "/run", "/mnt"]
-LUKS_TASK = "TASK [impermanent.nixos.disk : Format (only without a LUKS header) and open the nix partition]"
+# the provision playbook's one module call for every step (LUKS and the identity files among them); no_log
+ONE_CALL_TASK = "TASK [Install in one call (each step keeps what is in place)]"
 
 
 def before(host, name):
@@ -131,8 +132,9 @@ def test_grown_disk_kept_its_table(host):
     assert now - was == host.ansible.get_variables()["harness_disk_grown_bytes"] == 1 << 30, (was, now)
     assert int(host.check_output("blockdev --getsize64 %s", partitions(host)[0])) == now
     words = " ".join(_vvv_log().split())  # Ansible wraps warnings at the terminal width
-    grew = (r"\[WARNING\]: \S+: the disk grew after this table was written: the table's last usable LBA is \d+ "
-            r"\([^)]+\), the disk's is now \d+ \([^)]+\); partition 3 \('nix', 100%\) keeps its")
+    # the one install call is no_log, so provision.yml shows its steps' warnings after what each step did
+    grew = (r"WARNING: gpt_partition: \S+: the disk grew after this table was written: the table's last usable LBA "
+            r"is \d+ \([^)]+\), the disk's is now \d+ \([^)]+\); partition 3 \('nix', 100%\) keeps its")
     assert re.search(grew, words), "no warning about the grown disk in the -vvv output"
 
 
@@ -191,13 +193,13 @@ def _vvv_log():
 
 
 def test_vvv_output_has_no_passphrase(host):
-    """The reinstall's `ansible-playbook -vvv` output (saved by side_effect.yml) reached the LUKS task, shows its
-    result masked by no_log, and does not contain the passphrase."""
+    """The reinstall's `ansible-playbook -vvv` output (saved by side_effect.yml) reached the one install call (which
+    opens LUKS), shows its result masked by no_log, and does not contain the passphrase."""
     text = _vvv_log()
-    assert LUKS_TASK in text
-    luks = text[text.index(LUKS_TASK):]
-    luks = luks[:luks.index("\nTASK [")]
-    assert "the output has been hidden due to the fact that 'no_log: true' was specified" in luks
+    assert ONE_CALL_TASK in text
+    call = text[text.index(ONE_CALL_TASK):]
+    call = call[:call.index("\nTASK [")]
+    assert "the output has been hidden due to the fact that 'no_log: true' was specified" in call
     assert passphrase(host) not in text
     print("-vvv output: %d characters searched" % len(text))
 
@@ -224,10 +226,12 @@ def _identity_secrets(host):
 
 
 def test_vvv_output_has_no_identity_secret(host):
-    """The reinstall's -vvv output ran the identity role (its tasks are there) and holds none of its secrets."""
+    """The reinstall's -vvv output ran the identity role (its planning tasks are there) and the one install call
+    that writes its files, and holds none of its secrets."""
     text = _vvv_log()
-    assert ("TASK [impermanent.nixos.identity : Write the host keys, machine id, password hashes and extra files "
-            "under the persistent directory]") in text
+    assert ("TASK [impermanent.nixos.identity : Work out the host keys, machine id, password hashes and extra files "
+            "to write under the persistent directory]") in text
+    assert ONE_CALL_TASK in text
     key_lines, others = _identity_secrets(host)
     for what, needle in list(key_lines.items()) + list(others.items()):
         assert needle not in text, "%s in the -vvv output" % what
