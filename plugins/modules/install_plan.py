@@ -96,7 +96,7 @@ seealso:
 EXAMPLES = r"""
 - name: Plan the disk of an install (a blank disk shows every command)
   impermanent.nixos.install_plan:
-    steps:
+    steps: &install_steps
       - module: gpt_partition
         params:
           device: /dev/vda
@@ -117,20 +117,7 @@ EXAMPLES = r"""
 - name: Carry the same steps out in one call (a rerun changes nothing)
   impermanent.nixos.install_plan:
     apply: true
-    steps: "{{ plan_steps }}"
-  vars:
-    plan_steps:
-      - module: gpt_partition
-        params:
-          device: /dev/vda
-          partitions:
-            - {name: boot, size: 512MiB, type: esp}
-            - {name: nix, size: 100%, type: linux}
-      - module: filesystems
-        params:
-          filesystems:
-            - {device: {ref: "partition:boot"}, fstype: vfat, label: boot}
-            - {device: {ref: "partition:nix"}, fstype: ext4, label: nixos}
+    steps: *install_steps
 """
 
 RETURN = r"""
