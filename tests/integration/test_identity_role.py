@@ -151,6 +151,16 @@ def test_identity_is_written_once_and_kept(tmp_path, layout):
     assert _verify(vaulted + "-new", (persist / "passwords/alice").read_text().strip())
     assert key.read_bytes() == before[key] and (persist / "etc/machine-id").read_text() == machine_id
 
+    # a controller file is only left alone while it holds what would be written: a stale age recipient and a
+    # machine id given anew are written again
+    (ctl / "identity/h1/age-recipient").write_text("age1stale\n")
+    variables["identity_machine_id"] = "0123456789abcdef0123456789abcdef"
+    fourth = _run(tmp_path, variables)
+    assert fourth.returncode == 0, fourth.stdout[-4000:]
+    assert (ctl / "identity/h1/age-recipient").read_text() == ident.ssh_to_age(pub.read_text()) + "\n"
+    assert (ctl / "identity/h1/machine-id").read_text() == "0123456789abcdef0123456789abcdef\n"
+    assert (persist / "etc/machine-id").read_text() == "0123456789abcdef0123456789abcdef\n"
+
 
 def test_identity_refuses_a_persist_dir_outside_nix(tmp_path, layout):
     root, _, _, variables = layout
