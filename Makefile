@@ -30,7 +30,7 @@ export PATH := $(BIN):$(PATH)
 
 help:
 	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
-	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, eval, molecule)"
+	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, eval, molecule) and the demo"
 	@echo "make molecule-all  every Molecule scenario (make test runs default, fleet and reinstall)"
 	@echo "make test-fast  unit + integration + eval only"
 	@echo "make test-oldest  sanity, unit and integration on the oldest supported ansible-core (.venv-oldest)"
@@ -142,7 +142,8 @@ resume-soak: build host
 
 test-fast: setup unit integration eval
 
-test: setup lint sanity unit integration eval test-oldest molecule
+# The demo last: it is the README's other command, and nothing else runs playbooks/demo.yml.
+test: setup lint sanity unit integration eval test-oldest molecule demo
 
 demo: setup build
 	bash scripts/demo.sh
