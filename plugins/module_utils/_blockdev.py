@@ -5,7 +5,7 @@
 
 Parsers take text, sysfs readers take a ``sysfs`` root (``/sys`` on a real system, a directory
 tree in the tests). The one function that runs a program, :func:`probe_signature`, is handed the module's
-:class:`._command.CommandRunner`; nothing else here runs a command.
+:class:`._command.CommandRunner`; nothing else here runs a command (:func:`udev_settle_argv` only finds one).
 """
 
 from __future__ import annotations
@@ -19,12 +19,25 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._command import 
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_swaps
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 
+#: Exists while udevd runs (a live ISO); absent in containers and on hosts without udev.
+UDEV_CONTROL = "/run/udev/control"
+
 #: udev names partitions of a ``by-id``/``by-path`` link ``<link>-part<N>``.
 PART_SUFFIX_LINK_DIRS = ("/dev/disk/by-id/", "/dev/disk/by-path/")
 
 
 class BlockDeviceError(ModuleError, ValueError):
     """A device that is not what the caller needs; the message names it and says what to do."""
+
+
+def udev_settle_argv(runner, control=UDEV_CONTROL):
+    """``[udevadm, "settle"]`` where udevd runs, else None. udev makes the ``/dev/disk/by-*`` links from events it
+    handles after a table or file system is written: whoever reads those links next (the partition paths we return,
+    nixos-generate-config naming each device by its by-uuid link) waits for its queue to empty first."""
+    if not os.path.exists(control):
+        return None
+    udevadm = runner.find("udevadm", required=False)
+    return [udevadm, "settle"] if udevadm else None
 
 
 def partition_name(disk_name, number):

@@ -18,7 +18,7 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._alignment impor
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
     BlockDeviceError, identity_mismatches, is_link_path, is_read_only, kernel_partitions, parse_blkid_export,
-    parse_lsblk_identity, partition_name, partition_path, read_topology, sysfs_dir, whole_disk_of,
+    parse_lsblk_identity, partition_name, partition_path, read_topology, sysfs_dir, udev_settle_argv, whole_disk_of,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import Refused
@@ -29,7 +29,6 @@ from ansible_collections.impermanent.nixos.plugins.module_utils._gpt import (
 )
 
 NO_TABLE = "does not contain a recognized partition table"
-UDEV_CONTROL = "/run/udev/control"
 KERNEL_TIMEOUT = 20.0
 # --wipe always: drop every old signature on the disk (an MBR, a stale backup GPT, a file system or LUKS header
 # written to the whole disk) so blkid and udev see only the new GPT. --wipe-partitions always: an old file system
@@ -177,13 +176,14 @@ class GptWriter(object):
         self.timeout = timeout
 
     def udev_running(self):
-        return os.path.exists(UDEV_CONTROL) and self.runner.find("udevadm", required=False) is not None
+        return udev_settle_argv(self.runner) is not None
 
     def commands(self, disk):
         """The commands write() runs, for check mode."""
         argv = [[self.runner.find("sfdisk")] + SFDISK_WRITE + [disk.path], self.reread_argv(disk)]
-        if self.udev_running():
-            argv.append([self.runner.find("udevadm"), "settle"])
+        settle = udev_settle_argv(self.runner)
+        if settle:
+            argv.append(settle)
         return argv
 
     def reread_argv(self, disk):

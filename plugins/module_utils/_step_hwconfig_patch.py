@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_blkid_export
+from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import parse_blkid_export, udev_settle_argv
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
 from ansible_collections.impermanent.nixos.plugins.module_utils._hwconfig import (
@@ -166,10 +166,18 @@ def patch(run):
     if p["generate"]:
         check_generated_path(p["root"], path)
     if generate:
+        # nixos-generate-config names a device by its /dev/disk/by-uuid link only if udev has made it, else by its
+        # kernel name (/dev/vda3), which can change at the next boot: a file system made moments ago (in this call)
+        # may still be in udev's queue.
+        settle = udev_settle_argv(run.runner)
         argv = [run.runner.find("nixos-generate-config"), "--root", p["root"]]
         if run.check_mode:
+            if settle:
+                run.runner.would_run(settle)
             run.runner.would_run(argv)
         else:
+            if settle:
+                run.runner.run(settle, what="udevadm settle (before nixos-generate-config)")
             run.runner.run(argv, what="nixos-generate-config")
             if not os.path.isfile(path):
                 raise ModuleError("nixos-generate-config --root %s ran but did not write %s." % (p["root"], path))

@@ -114,6 +114,9 @@ options:
         writes; anything else is refused before anything runs.
       - The generator reads the mounted layout (file systems under O(root), active swap), so run it after the
         layout is mounted, as the install does.
+      - Where udev runs, the module first waits for its queue to empty (C(udevadm settle)), because the generator
+        names a device by its C(/dev/disk/by-uuid) link only once udev has made it, else by its kernel name, which
+        can change at the next boot.
     type: bool
     default: false
 notes:

@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.impermanent.nixos.plugins.module_utils._blockdev import (
     BlockDeviceError, cmdline_root_path, device_identity, disks_under, identity_mismatches, is_link_path,
     is_read_only, kernel_partitions, parse_blkid_export, parse_lsblk_identity, parse_lsblk_json, parse_proc_swaps,
-    partition_name, partition_path, read_topology, system_disks, whole_disk_of,
+    partition_name, partition_path, read_topology, system_disks, udev_settle_argv, whole_disk_of,
 )
 from ansible_collections.impermanent.nixos.plugins.module_utils._mountinfo import parse_mountinfo
 
@@ -283,3 +283,24 @@ def test_device_identity_of_anything_else_or_nothing_is_none(tmp_path):
     assert device_identity(str(tmp_path)) is None            # a directory
     assert device_identity("/dev/null") is None              # a character device
     assert device_identity(str(tmp_path / "absent")) is None
+
+
+class _Finder:
+    """The one CommandRunner method udev_settle_argv uses: find() a program on the target's PATH (or not)."""
+
+    def __init__(self, found):
+        self.found = found
+
+    def find(self, name, required=True):
+        return self.found.get(name)
+
+
+def test_udev_settle_only_where_udevd_runs_and_udevadm_exists(tmp_path):
+    """udevd's control socket and udevadm are both needed; without either (a container, this test host) nothing is
+    waited for, and no command is listed."""
+    control = tmp_path / "control"
+    udevadm = _Finder({"udevadm": "/usr/bin/udevadm"})
+    assert udev_settle_argv(udevadm, control=str(control)) is None
+    control.write_bytes(b"")
+    assert udev_settle_argv(udevadm, control=str(control)) == ["/usr/bin/udevadm", "settle"]
+    assert udev_settle_argv(_Finder({}), control=str(control)) is None

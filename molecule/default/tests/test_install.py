@@ -305,6 +305,16 @@ def test_hwconfig_nix_and_luks(host, hv, disk, hwconfig):
         assert hwconfig["luks"] == {}
 
 
+def test_hwconfig_names_file_systems_by_uuid(host, hv, disk, hwconfig):
+    """Step 8: /boot and /nix are named by their /dev/disk/by-uuid links, which stay the same from boot to boot.
+    nixos-generate-config falls back to the kernel name (/dev/vda1) for a file system udev has not linked yet; the
+    module waits for udev before it runs the generator."""
+    boot = _blkid(host, part(disk, "boot")["node"])["UUID"]
+    assert hwconfig["fileSystems"]["/boot"]["device"] == "/dev/disk/by-uuid/%s" % boot
+    nix = _blkid(host, nix_device(hv, disk))["UUID"]
+    assert hwconfig["fileSystems"]["/nix"]["device"] == "/dev/disk/by-uuid/%s" % nix
+
+
 def test_hwconfig_swap(host, hv, disk, hwconfig):
     """Step 8: with LUKS, swap is addressed by PARTUUID with randomEncryption; without, by UUID and unencrypted;
     with swap 0, no swap device."""
