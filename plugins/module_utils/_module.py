@@ -13,7 +13,10 @@ fields gathered so far, warnings) and returns the fields of a successful run. Th
     ``failed`` fields, then the error's own fields (``msg``; a :class:`._errors.Refused` adds ``refused``, a
     :class:`._command.CommandError` adds ``rc``, ``stdout``, ``stderr`` and ``cmd``, the quoted argv that never
     holds a secret because secrets go on stdin);
-  * makes every text it returns valid UTF-8 (:func:`._command.safe_result`).
+  * makes every text it returns valid UTF-8 (:func:`._command.safe_result`);
+  * holds the run lock (:mod:`._runlock`) for the whole body of a module that writes: exclusive, or shared in
+    check mode; a module that finds another run holding it waits up to its ``lock_timeout`` option, then fails
+    (``refused: busy``) before reading anything.
 
 Any other exception is a bug and reaches Ansible as a traceback.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandRunner, safe_result
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
+from ansible_collections.impermanent.nixos.plugins.module_utils import _runlock
 
 
 class ModuleRun(object):
@@ -66,15 +70,39 @@ def failure(run, error, failed=None):
     return safe_result(fields)
 
 
-def run_module(module, body, commands=True, failed=None):
+def with_run_lock(spec):
+    """A writing module's ``AnsibleModule`` keyword arguments: ``spec`` with the run lock's ``lock_timeout``
+    option added (doc fragment ``impermanent.nixos.run_lock``)."""
+    spec = dict(spec)
+    spec["argument_spec"] = dict(spec["argument_spec"], **_runlock.LOCK_OPTION)
+    return spec
+
+
+def run_module(module, body, commands=True, failed=None, lock=True):
     """Run ``body(run)`` and end the module: ``exit_json`` with ``run.result`` and what the body returned, or
     ``fail_json`` for a :class:`._errors.ModuleError` (see the module docstring). ``failed``: fields only a failure
-    returns. Does not return."""
+    returns. ``lock``: the module writes, so the body runs holding the run lock (its spec comes from
+    :func:`with_run_lock`). Does not return."""
     run = ModuleRun(module, commands=commands)
+    held = None
     try:
+        if lock:
+            held = _runlock.acquire(module.check_mode, module.params["lock_timeout"],
+                                    holder=getattr(module, "_name", "an impermanent.nixos module"))
+            waited = _runlock.waited_warning(held)
+            if waited:
+                run.warn(waited)
         returned = body(run)
     except ModuleError as e:
-        module.fail_json(**failure(run, e, failed))
+        fields = failure(run, e, failed)
+    else:
+        fields = None
+    finally:
+        # before the result goes out: a process that outlives the module (Mitogen's) must not keep the lock
+        if held is not None:
+            held.release()
+    if fields is not None:
+        module.fail_json(**fields)
     result = dict(run.result)
     result.update(returned or {})
     module.exit_json(**safe_result(result))

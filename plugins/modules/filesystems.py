@@ -31,6 +31,7 @@ description:
     O(filesystems[].label).
 extends_documentation_fragment:
   - impermanent.nixos.attributes
+  - impermanent.nixos.run_lock
 attributes:
   check_mode:
     details: Probes every device and returns the commands it would run; writes nothing. A device that does not
@@ -129,12 +130,12 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module, with_run_lock
 from ansible_collections.impermanent.nixos.plugins.module_utils._step_filesystems import MODULE_SPEC, failed_fields, run_step
 
 
 def main():
-    module = AnsibleModule(**MODULE_SPEC)
+    module = AnsibleModule(**with_run_lock(MODULE_SPEC))
     run_module(module, run_step, failed=failed_fields(module.params))
 
 

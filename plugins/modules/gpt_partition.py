@@ -52,6 +52,7 @@ description:
   - Needs C(sfdisk), C(blkid), C(lsblk) (util-linux) and C(partprobe) (parted) or C(partx) on the target.
 extends_documentation_fragment:
   - impermanent.nixos.attributes
+  - impermanent.nixos.run_lock
 attributes:
   check_mode:
     details: Returns the planned partitions and the commands it would run; the script is checked with
@@ -295,12 +296,12 @@ refused:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module, with_run_lock
 from ansible_collections.impermanent.nixos.plugins.module_utils._step_gpt_partition import MODULE_SPEC, failed_fields, run_step
 
 
 def main():
-    module = AnsibleModule(**MODULE_SPEC)
+    module = AnsibleModule(**with_run_lock(MODULE_SPEC))
     run_module(module, run_step, failed=failed_fields(module.params))
 
 

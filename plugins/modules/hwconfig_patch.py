@@ -42,6 +42,7 @@ author:
   - impermanent.nixos contributors (!UNKNOWN)
 extends_documentation_fragment:
   - impermanent.nixos.attributes
+  - impermanent.nixos.run_lock
 attributes:
   check_mode:
     details: With O(generate=true) and no file yet, RV(commands) lists the C(nixos-generate-config) it would run
@@ -227,12 +228,12 @@ patched:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module, with_run_lock
 from ansible_collections.impermanent.nixos.plugins.module_utils._step_hwconfig_patch import MODULE_SPEC, failed_fields, run_step
 
 
 def main():
-    module = AnsibleModule(**MODULE_SPEC)
+    module = AnsibleModule(**with_run_lock(MODULE_SPEC))
     run_module(module, run_step, failed=failed_fields(module.params))
 
 

@@ -40,6 +40,7 @@ description:
     done and the steps after it not started; a rerun resumes, as each step keeps what is already in place.
 extends_documentation_fragment:
   - impermanent.nixos.attributes
+  - impermanent.nixos.run_lock
 attributes:
   check_mode:
     details: Without O(apply) the module is read-only and runs the same in check mode; in check mode O(apply) is
@@ -165,7 +166,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.impermanent.nixos.plugins.module_utils import _install_plan as iplan
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError
-from ansible_collections.impermanent.nixos.plugins.module_utils._module import ModuleRun, run_module
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import ModuleRun, run_module, with_run_lock
 from ansible_collections.impermanent.nixos.plugins.module_utils import (
     _step_filesystems, _step_gpt_partition, _step_hwconfig_patch, _step_luks_open, _step_nixos_flake_install,
     _step_persist_files, _step_tmpfs_root,
@@ -276,7 +277,7 @@ def plan_install(run):
 
 
 def main():
-    module = AnsibleModule(
+    module = AnsibleModule(**with_run_lock(dict(
         argument_spec=dict(
             steps=dict(type="list", elements="dict", required=True, options=dict(
                 module=dict(type="str", required=True, choices=list(iplan.STEPS)),
@@ -288,7 +289,7 @@ def main():
         supports_check_mode=True,
         # the steps' options may hold secrets (a passphrase, file contents): never log the invocation
         no_log=True,
-    )
+    )))
     if not module.params["apply"]:
         # read-only whatever the mode: every step's code sees check mode, also where it asks the module itself
         module.check_mode = True

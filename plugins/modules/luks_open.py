@@ -37,6 +37,7 @@ description:
     it (for an image file, attached to it) - or any of them mounted or active swap.
 extends_documentation_fragment:
   - impermanent.nixos.attributes
+  - impermanent.nixos.run_lock
 attributes:
   check_mode:
     details: Returns the commands it would run; formats, opens and closes nothing (it may test the key, read-only).
@@ -178,12 +179,12 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module, with_run_lock
 from ansible_collections.impermanent.nixos.plugins.module_utils._step_luks_open import MODULE_SPEC, failed_fields, run_step
 
 
 def main():
-    module = AnsibleModule(**MODULE_SPEC)
+    module = AnsibleModule(**with_run_lock(MODULE_SPEC))
     run_module(module, run_step, failed=failed_fields(module.params))
 
 

@@ -45,6 +45,7 @@ description:
     step of an install in one call.
 extends_documentation_fragment:
   - impermanent.nixos.attributes
+  - impermanent.nixos.run_lock
 attributes:
   check_mode:
     details: Returns the files it would stage and the command it would run; runs nothing that writes. The
@@ -246,12 +247,12 @@ commands:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module, with_run_lock
 from ansible_collections.impermanent.nixos.plugins.module_utils._step_nixos_flake_install import MODULE_SPEC, failed_fields, run_step
 
 
 def main():
-    module = AnsibleModule(**MODULE_SPEC)
+    module = AnsibleModule(**with_run_lock(MODULE_SPEC))
     run_module(module, run_step, failed=failed_fields(module.params))
 
 

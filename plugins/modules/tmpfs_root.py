@@ -32,6 +32,7 @@ description:
     nothing when nothing is mounted. It refuses when O(root) has mounts below it that are not part of the layout.
 extends_documentation_fragment:
   - impermanent.nixos.attributes
+  - impermanent.nixos.run_lock
 attributes:
   check_mode:
     details: Returns the steps and the commands it would run; mounts and creates nothing.
@@ -189,12 +190,12 @@ steps:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
+from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module, with_run_lock
 from ansible_collections.impermanent.nixos.plugins.module_utils._step_tmpfs_root import MODULE_SPEC, failed_fields, run_step
 
 
 def main():
-    module = AnsibleModule(**MODULE_SPEC)
+    module = AnsibleModule(**with_run_lock(MODULE_SPEC))
     run_module(module, run_step, failed=failed_fields(module.params))
 
 

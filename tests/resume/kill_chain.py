@@ -13,7 +13,12 @@ From a blank disk, a chain of runs of provision, each starting from the state th
   slow key derivation (argon2id, 5 s), once cryptsetup has written its header but is still deriving the key slot's
   key, the ansible-playbook process group is SIGKILLed here, then `cryptsetup luksFormat` in the guest. Left
   behind: a LUKS header without any key slot;
-- right after the (next) kill that follows LUKS, one run is killed the same way while mke2fs builds /nix's ext4.
+- right after the (next) kill that follows LUKS, one run is killed the same way while mke2fs builds /nix's ext4;
+- right after the kill that follows hardware-configuration.nix, the controller dies while nixos-install runs, and
+  the module goes on (a dropped SSH session): nixos-install is frozen, ansible-playbook's process group is
+  SIGKILLed, the next run is started at once, and nixos-install is let go only once a module of that run has the
+  run lock open beside the old module. The next run must wait for the old module (the run lock), say so in a
+  warning, and then find the system installed: nixos-install is still called once in the whole chain.
 
 The chain ends with a run that finishes (rc 0); what it left is recorded as a fingerprint (table, signatures,
 mounts, swap, modes, hardware-configuration.nix, the flake's git files, the installer calls; UUIDs masked). Molecule
@@ -43,15 +48,17 @@ UUID_RE = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{
 
 # Waits (in the guest) until PATTERN runs and CONDITION holds, freezes it (SIGSTOP: it can neither finish nor write
 # any further while the controller is killed), says READY, waits for a line on stdin, then SIGKILLs it and says
-# KILLED. MISSED: it ended between the check and the SIGSTOP; TIMEOUT: it never ran. PATTERN is a pgrep -f regex
-# written so that it does not match the watcher's own command line ("[c]ryptsetup").
+# KILLED (ACTION kill) or lets it go on and says RESUMED (ACTION resume). MISSED: it ended between the check and the
+# SIGSTOP; TIMEOUT: it never ran. PATTERN is a pgrep -f regex written so that it does not match the watcher's own
+# command line ("[c]ryptsetup").
 WATCHER = r"""
-pattern=$1; condition=$2
+pattern=$1; condition=$2; action=$3
 i=0
 while [ $i -lt 6000 ]; do
   if pgrep -f "$pattern" >/dev/null && sh -c "$condition" >/dev/null 2>&1; then
     if pkill -STOP -f "$pattern"; then
       echo READY; read -r _go
+      if [ "$action" = resume ]; then pkill -CONT -f "$pattern"; echo RESUMED; exit 0; fi
       pkill -KILL -f "$pattern"; pkill -CONT -f "$pattern"; echo KILLED
     else
       echo MISSED
@@ -126,8 +133,8 @@ class Guest(object):
             raise SystemExit("guest script failed (rc=%d): %s%s" % (proc.returncode, proc.stdout, proc.stderr))
         return proc.stdout
 
-    def watch(self, pattern, condition):
-        argv = self.argv + ["sh", "-c", _quote(WATCHER), "watcher", _quote(pattern), _quote(condition)]
+    def watch(self, pattern, condition, action="kill"):
+        argv = self.argv + ["sh", "-c", _quote(WATCHER), "watcher", _quote(pattern), _quote(condition), action]
         return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
 
@@ -184,6 +191,32 @@ class Runner(object):
         return record
 
 
+    def controller_dies(self, what, pattern, after):
+        """Start a run; when PATTERN runs in the guest, freeze it and kill ansible-playbook's process group here,
+        leaving the module that runs PATTERN behind in the guest. Start the next run (the kill switch after task
+        AFTER) at once, let PATTERN go on once a module of that run has the run lock open too (it is waiting for
+        the lock), and return the record and the next run's process."""
+        watcher = self.guest.watch(pattern, "true", action="resume")
+        proc = self.start(log_name="controller-dies-" + what)
+        line = watcher.stdout.readline().strip()
+        record = dict(what=what, watcher=line, left_running=True)
+        if line != "READY":
+            record["controller_rc"] = proc.wait()
+            watcher.wait()
+            return record, None
+        os.killpg(proc.pid, signal.SIGKILL)
+        record["controller_rc"] = proc.wait()
+        following = self.start(after=after, log_name="after-%d-beside-%s" % (after, what))
+        record["next_log"] = self.last_log
+        record["next_module_waiting"] = self.guest.sh(SECOND_OPENER, check=False).strip()
+        time.sleep(1)  # past its first try
+        watcher.stdin.write("go\n")
+        watcher.stdin.flush()
+        record["remote"] = watcher.stdout.readline().strip()
+        watcher.wait()
+        return record, following
+
+
 def explain_failure(guest, args, last_log, problem, lines=25):
     """Print, and keep as failure.txt in the workdir, the problem, the last run's error lines and output, and the
     guest's state: CI shows little of a failed run's output, and Molecule's destroy removes the guest. The first
@@ -209,6 +242,23 @@ def fingerprint(guest, disk):
 
 AFTER_PARTITIONING = "impermanent.nixos.disk : Partition the disk (ESP, swap, nix) on its optimal alignment"
 AFTER_LUKS = "impermanent.nixos.disk : Format (only without a LUKS header) and open the nix partition"
+INSTALL_TASK = "impermanent.nixos.flake : Install NixOS from the flake"
+AFTER_HWCONFIG = ("impermanent.nixos.hwconfig : Generate hardware-configuration.nix if it is missing, and patch it "
+                  "for the impermanent layout")
+# Waits (in the guest, up to 2 minutes) until two processes have the run lock open: the module a dead controller
+# left running, and a module of the next run, which then waits for it. Says WAITING, or NOBODY.
+SECOND_OPENER = r"""
+i=0
+while [ $i -lt 600 ]; do
+  if [ "$(find /proc/[0-9]*/fd -lname /run/impermanent-nixos.lock 2>/dev/null | wc -l)" -ge 2 ]; then
+    echo WAITING; exit 0
+  fi
+  i=$((i + 1)); sleep 0.2
+done
+echo NOBODY
+"""
+WAITED_RE = re.compile(r"waited [0-9.]+ s for another run that held the run lock: "
+                       r"(impermanent\.nixos\.)?nixos_flake_install \(pid [0-9]+,")
 
 
 def main():
@@ -263,7 +313,20 @@ def main():
                      "cryptsetup luksDump %s | sed -n '/^Keyslots:/,/^Tokens:/p'" % nix, extra_vars=SLOW_KDF)
         elif previous == AFTER_LUKS and len(report["mid"]) == 1:
             mid_kill("mkfs.ext4", "[m]ke2fs|[m]kfs.ext4", "true", "blkid -p -o export /dev/mapper/crypted")
-        rc = runner.run(after=after, log_name="after-%d" % after)
+        following = None
+        if previous == AFTER_HWCONFIG and len(report["mid"]) == 2:
+            dies, following = runner.controller_dies("nixos-install", "[n]ixos-install", after)
+            report["mid"].append(dies)
+            dies.update(resumed_from_boundary=after, task=INSTALL_TASK)
+            if following is None or dies.get("remote") != "RESUMED" or dies.get("controller_rc") != -signal.SIGKILL:
+                finish("the controller was not killed while nixos-install ran: %s" % dies)
+        rc = following.wait() if following else runner.run(after=after, log_name="after-%d" % after)
+        if following:
+            with open(dies["next_log"], errors="replace") as f:
+                dies["next_run_waited"] = bool(WAITED_RE.search(re.sub(r"\s+", " ", ANSI_RE.sub("", f.read()))))
+            if rc in (0, -signal.SIGKILL) and not dies["next_run_waited"]:
+                finish("the run started beside the nixos-install a dead controller left running did not wait for "
+                       "it (no run-lock warning in %s)" % dies["next_log"])
         if rc == 0:
             break
         if rc != -signal.SIGKILL:

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The run harness through a real AnsibleModule: what a body returns or raises becomes the module's JSON result."""
 import json
+import os
 
 import pytest
 
@@ -9,12 +10,22 @@ from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.impermanent.nixos.plugins.module_utils._command import CommandError
 from ansible_collections.impermanent.nixos.plugins.module_utils._errors import ModuleError, Refused
+from ansible_collections.impermanent.nixos.plugins.module_utils import _runlock
 from ansible_collections.impermanent.nixos.plugins.module_utils._module import run_module
 
 SECRET = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def run_lock(monkeypatch, tmp_path):
+    """The run lock in the test's own directory, not /run."""
+    path = str(tmp_path / "run.lock")
+    monkeypatch.setattr(_runlock, "RUN_LOCK", path)
+    return path
+
+
 def module(monkeypatch, tmp_path, check_mode=False, diff=False, **params):
+    params.setdefault("lock_timeout", 0)
     args = dict(params, _ansible_tmpdir=str(tmp_path), _ansible_remote_tmp=str(tmp_path),
                 _ansible_check_mode=check_mode, _ansible_diff=diff)
     monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
@@ -138,3 +149,66 @@ def test_any_other_exception_is_a_bug_and_propagates(monkeypatch, tmp_path):
 
     with pytest.raises(KeyError):
         run_module(module(monkeypatch, tmp_path), body)
+
+
+def test_a_writing_module_runs_its_body_holding_the_run_lock_and_lets_go(monkeypatch, tmp_path, capsys, run_lock):
+    seen = {}
+
+    def body(run):
+        with pytest.raises(_runlock.RunLockBusy):
+            _runlock.acquire(True, 0, "a plan beside it")
+        with open(run_lock) as f:
+            seen["holder"] = f.read()
+        return dict(changed=False)
+
+    returned(capsys, module(monkeypatch, tmp_path), body)
+    assert "(pid %d, since" % os.getpid() in seen["holder"]
+    _runlock.acquire(False, 0, "the next module").release()
+
+
+def test_check_mode_holds_a_shared_lock(monkeypatch, tmp_path, capsys, run_lock):
+    open(run_lock, "w").close()
+
+    def body(run):
+        _runlock.acquire(True, 0, "another plan").release()
+        with pytest.raises(_runlock.RunLockBusy):
+            _runlock.acquire(False, 0, "a writer")
+        return dict(changed=True)
+
+    assert returned(capsys, module(monkeypatch, tmp_path, check_mode=True), body)["changed"] is True
+
+
+def test_a_busy_lock_fails_before_the_body_reads_anything(monkeypatch, tmp_path, capsys):
+    other = _runlock.acquire(False, 0, "impermanent.nixos.install_plan")
+    called = []
+
+    def body(run):
+        called.append(True)
+        return dict(changed=True)
+
+    result = returned(capsys, module(monkeypatch, tmp_path), body, failed=dict(device="/dev/vdb"))
+    other.release()
+    assert called == []
+    assert result["failed"] is True and result["refused"] == "busy" and result["device"] == "/dev/vdb"
+    assert result["lock_holder"].startswith("impermanent.nixos.install_plan (pid ")
+    assert result["msg"].startswith("another run is working on this host: impermanent.nixos.install_plan")
+    assert result["commands"] == []
+
+
+def test_a_module_that_only_reads_takes_no_lock(monkeypatch, tmp_path, capsys):
+    other = _runlock.acquire(False, 0, "impermanent.nixos.install_plan")
+
+    def body(run):
+        return dict(changed=False, read=True)
+
+    mod = module(monkeypatch, tmp_path)
+    assert returned(capsys, mod, body, lock=False)["read"] is True
+    other.release()
+
+
+def test_a_body_that_fails_lets_go_of_the_lock(monkeypatch, tmp_path, capsys):
+    def body(run):
+        raise ModuleError("no")
+
+    assert returned(capsys, module(monkeypatch, tmp_path), body)["msg"] == "no"
+    _runlock.acquire(False, 0, "the next module").release()

@@ -54,7 +54,7 @@ def test_each_kill_in_the_middle_resumed_a_boundary_kill_and_was_resumed(report)
     """Resume: the run killed in the middle of luksFormat started from the kill after partitioning, the one killed
     in mke2fs from the kill after LUKS was set up, and the chain went on from both (it ended with a finished run)."""
     kills = dict((k["index"], k["previous"]) for k in report["boundary_kills"])
-    luks, mkfs = report["mid"]
+    luks, mkfs = report["mid"][:2]
     assert kills[luks["resumed_from_boundary"]] == MUST_KILL_AFTER[0]
     assert kills[mkfs["resumed_from_boundary"]] == MUST_KILL_AFTER[1]
 
@@ -63,7 +63,8 @@ def test_a_kill_followed_every_task_that_changes_the_guest(report):
     """Resume: the chain killed ansible-playbook at the boundary after each state-changing task of provision.yml,
     and every kill point was resumed by the next run (a run that failed instead of being killed ends the chain)."""
     kills = report["boundary_kills"]
-    after = [k["previous"] for k in kills]
+    # the install's controller dies in the middle of it (the next test): that interrupts it, its module goes on
+    after = [k["previous"] for k in kills] + [m["task"] for m in report["mid"] if m.get("left_running")]
     for task in MUST_KILL_AFTER:
         assert task in after, "no kill right after %r; kills: %s" % (task, after)
     assert [k["index"] for k in kills] == sorted(set(k["index"] for k in kills))
@@ -71,6 +72,20 @@ def test_a_kill_followed_every_task_that_changes_the_guest(report):
         assert all(k["previous_changed"] for k in kills)
     print("kill points: %d at task boundaries + %d in the middle of a command, %d runs, %.0f s"
           % (len(kills), len(report["mid"]), report["runs"], report["seconds"]))
+
+
+def test_a_rerun_waited_for_the_install_a_dead_controller_left_running(report):
+    """Resume: ansible-playbook was SIGKILLed while nixos-install ran (frozen), leaving its module running in the
+    guest, as a dropped SSH session does. The next run, started at once, opened the run lock beside it, waited
+    (its warning names nixos_flake_install), and went on only after the old module had finished the install; the
+    next test shows that nixos-install then ran once in the whole chain, not twice."""
+    dies = report["mid"][2]
+    assert dies["what"] == "nixos-install" and dies["left_running"] is True, dies
+    assert dies["controller_rc"] == -9 and dies["remote"] == "RESUMED", dies
+    assert dies["next_module_waiting"] == "WAITING", dies
+    assert dies["next_run_waited"] is True, dies
+    kills = dict((k["index"], k["previous"]) for k in report["boundary_kills"])
+    assert kills[dies["resumed_from_boundary"]] == MUST_KILL_AFTER[4]
 
 
 def test_chain_ends_with_one_generate_and_one_install(report):
