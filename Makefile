@@ -73,8 +73,10 @@ ee-context: build
 	tar -xzf $(TARBALL) -C $(BUILD)/ee-collection/impermanent.nixos
 	$(BIN)/ansible-builder create -f execution-environment.yml -c $(BUILD)/ee
 
+# ANSIBLE_HOME of its own: ansible-lint searches ANSIBLE_HOME/collections (default ~/.ansible) before
+# ANSIBLE_COLLECTIONS_PATH, so a copy of this collection installed there by anything else would be linted against.
 lint: build
-	$(BIN)/ansible-lint --offline
+	ANSIBLE_HOME=$(BUILD)/lint-ansible-home $(BIN)/ansible-lint --offline
 	$(BIN)/antsibull-changelog lint
 
 # The full ansible-test sanity (every test that runs without containers) on an extracted copy of the artifact; the
