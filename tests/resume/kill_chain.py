@@ -208,8 +208,9 @@ class Runner(object):
         record["controller_rc"] = proc.wait()
         following = self.start(after=after, log_name="after-%d-beside-%s" % (after, what))
         record["next_log"] = self.last_log
+        # once it has the lock file open, the next run's module is in its wait loop: it cannot get the lock before
+        # the frozen module lets go
         record["next_module_waiting"] = self.guest.sh(SECOND_OPENER, check=False).strip()
-        time.sleep(1)  # past its first try
         watcher.stdin.write("go\n")
         watcher.stdin.flush()
         record["remote"] = watcher.stdout.readline().strip()
