@@ -288,10 +288,12 @@ def main():
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2)
         # One line for the CI log: the counts the closing notes quote.
+        killed = [m["what"] for m in report["mid"] if not m.get("left_running")]
+        left = [m["what"] for m in report["mid"] if m.get("left_running")]
         print("kill_chain: %d task-boundary kills (after tasks %s), %d kills in the middle of a command (%s), "
-              "%d runs, %.0f s, %s" % (
+              "%d controller kills with the command left running (%s), %d runs, %.0f s, %s" % (
                   len(report["boundary_kills"]), ", ".join(str(k["index"]) for k in report["boundary_kills"]),
-                  len(report["mid"]), ", ".join(m["what"] for m in report["mid"]), report["runs"],
+                  len(killed), ", ".join(killed), len(left), ", ".join(left), report["runs"],
                   report["seconds"], "converged" if problem is None else "FAILED: " + problem))
         if problem:
             explain_failure(guest, args, runner.last_log, problem)
