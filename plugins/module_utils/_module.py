@@ -78,15 +78,15 @@ def with_run_lock(spec):
     return spec
 
 
-def run_module(module, body, commands=True, failed=None, lock=True):
+def run_module(module, body, commands=True, failed=None):
     """Run ``body(run)`` and end the module: ``exit_json`` with ``run.result`` and what the body returned, or
     ``fail_json`` for a :class:`._errors.ModuleError` (see the module docstring). ``failed``: fields only a failure
-    returns. ``lock``: the module writes, so the body runs holding the run lock (its spec comes from
-    :func:`with_run_lock`). Does not return."""
+    returns. A module whose spec has the run lock's option (:func:`with_run_lock`: a module that writes) runs the
+    body holding the run lock. Does not return."""
     run = ModuleRun(module, commands=commands)
     held = None
     try:
-        if lock:
+        if "lock_timeout" in module.params:
             held = _runlock.acquire(module.check_mode, module.params["lock_timeout"],
                                     holder=getattr(module, "_name", "an impermanent.nixos module"))
             waited = _runlock.waited_warning(held)

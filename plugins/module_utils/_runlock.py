@@ -42,6 +42,8 @@ DEFAULT_TIMEOUT = 30
 
 #: the option every module that writes adds to its argument spec (doc fragment ``impermanent.nixos.run_lock``)
 LOCK_OPTION = dict(lock_timeout=dict(type="int", default=DEFAULT_TIMEOUT))
+#: how a holder that wrote no line is named (a module in check mode writes none)
+UNNAMED_HOLDER = "another impermanent.nixos module (one in check mode, which does not say which)"
 
 
 class RunLockBusy(Refused):
@@ -93,7 +95,7 @@ def holder_text(fd, is_alive=alive):
 
 def busy_message(path, holder, timeout, shared):
     """The refusal: who holds the lock, how long this module waited, and what to do."""
-    who = holder or "another impermanent.nixos module (one in check mode, which does not say which)"
+    who = holder or UNNAMED_HOLDER
     what = "plan" if shared else "write"
     return ("another run is working on this host: %s holds the run lock %s, and this module waited %d s for it "
             "(lock_timeout) before it would %s anything. Wait until that run ends and run again; if its controller "
@@ -153,6 +155,4 @@ def waited_warning(held):
     working on the host (one whose controller died, most likely)."""
     if held is None or held.waited <= 0:
         return None
-    return ("waited %.1f s for another run that held the run lock: %s" % (
-        held.waited, held.waited_for or "another impermanent.nixos module (one in check mode, which does not say "
-                                        "which)"))
+    return "waited %.1f s for another run that held the run lock: %s" % (held.waited, held.waited_for or UNNAMED_HOLDER)

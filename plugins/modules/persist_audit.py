@@ -338,8 +338,8 @@ def main():
         supports_check_mode=True,
     )
     # a failure has the fields of a failed command, though the module runs none
-    # reads only: no run lock (it audits an installed system, or a target no module is writing)
-    run_module(module, audit_trees, commands=False, failed=dict(rc=None, stdout="", stderr=""), lock=False)
+    # reads only: no run lock option, so no run lock (it audits an installed system, or a target no module writes)
+    run_module(module, audit_trees, commands=False, failed=dict(rc=None, stdout="", stderr=""))
 
 
 if __name__ == "__main__":

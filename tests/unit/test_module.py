@@ -24,8 +24,10 @@ def run_lock(monkeypatch, tmp_path):
     return path
 
 
-def module(monkeypatch, tmp_path, check_mode=False, diff=False, **params):
-    params.setdefault("lock_timeout", 0)
+def module(monkeypatch, tmp_path, check_mode=False, diff=False, writes=True, **params):
+    """A module with ``params`` (all of type raw); one that ``writes`` has the run lock's option, lock_timeout 0."""
+    if writes:
+        params.setdefault("lock_timeout", 0)
     args = dict(params, _ansible_tmpdir=str(tmp_path), _ansible_remote_tmp=str(tmp_path),
                 _ansible_check_mode=check_mode, _ansible_diff=diff)
     monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
@@ -201,8 +203,8 @@ def test_a_module_that_only_reads_takes_no_lock(monkeypatch, tmp_path, capsys):
     def body(run):
         return dict(changed=False, read=True)
 
-    mod = module(monkeypatch, tmp_path)
-    assert returned(capsys, mod, body, lock=False)["read"] is True
+    mod = module(monkeypatch, tmp_path, writes=False)
+    assert returned(capsys, mod, body)["read"] is True
     other.release()
 
 
