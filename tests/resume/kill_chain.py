@@ -172,16 +172,20 @@ class Runner(object):
     def run(self, **kw):
         return self.start(**kw).wait()
 
-    def kill_in_the_middle(self, what, pattern, condition, extra_vars=None):
+    def kill_in_the_middle(self, what, pattern, condition, extra_vars=None, log_name=None, action="kill",
+                           while_frozen=None):
         """Start a run; when PATTERN runs in the guest (and CONDITION holds) freeze it, kill ansible-playbook's
-        process group here, then PATTERN in the guest."""
-        watcher = self.guest.watch(pattern, condition)
-        proc = self.start(extra_vars=extra_vars, log_name="mid-" + what)
+        process group here, then PATTERN in the guest (ACTION kill), or let it go on (ACTION resume).
+        ``while_frozen(record)`` runs once the controller is dead and before PATTERN is killed or let go."""
+        watcher = self.guest.watch(pattern, condition, action)
+        proc = self.start(extra_vars=extra_vars, log_name=log_name or "mid-" + what)
         line = watcher.stdout.readline().strip()
         record = dict(what=what, watcher=line)
         if line == "READY":
             os.killpg(proc.pid, signal.SIGKILL)
             record["controller_rc"] = proc.wait()
+            if while_frozen:
+                while_frozen(record)
             watcher.stdin.write("go\n")
             watcher.stdin.flush()
             record["remote"] = watcher.stdout.readline().strip()
@@ -190,32 +194,24 @@ class Runner(object):
         watcher.wait()
         return record
 
-
     def controller_dies(self, what, pattern, after):
         """Start a run; when PATTERN runs in the guest, freeze it and kill ansible-playbook's process group here,
         leaving the module that runs PATTERN behind in the guest. Start the next run (the kill switch after task
         AFTER) at once, let PATTERN go on once a module of that run has the run lock open too (it is waiting for
-        the lock), and return the record and the next run's process."""
-        watcher = self.guest.watch(pattern, "true", action="resume")
-        proc = self.start(log_name="controller-dies-" + what)
-        line = watcher.stdout.readline().strip()
-        record = dict(what=what, watcher=line, left_running=True)
-        if line != "READY":
-            record["controller_rc"] = proc.wait()
-            watcher.wait()
-            return record, None
-        os.killpg(proc.pid, signal.SIGKILL)
-        record["controller_rc"] = proc.wait()
-        following = self.start(after=after, log_name="after-%d-beside-%s" % (after, what))
-        record["next_log"] = self.last_log
-        # once it has the lock file open, the next run's module is in its wait loop: it cannot get the lock before
-        # the frozen module lets go
-        record["next_module_waiting"] = self.guest.sh(SECOND_OPENER, check=False).strip()
-        watcher.stdin.write("go\n")
-        watcher.stdin.flush()
-        record["remote"] = watcher.stdout.readline().strip()
-        watcher.wait()
-        return record, following
+        the lock), and return the record and the next run's process (None if PATTERN was not caught)."""
+        following = []
+
+        def start_the_next_run(record):
+            following.append(self.start(after=after, log_name="after-%d-beside-%s" % (after, what)))
+            record["next_log"] = self.last_log
+            # once it has the lock file open, the next run's module is in its wait loop: it cannot get the lock
+            # before the frozen module lets go
+            record["next_module_waiting"] = self.guest.sh(SECOND_OPENER, check=False).strip()
+
+        record = self.kill_in_the_middle(what, pattern, "true", log_name="controller-dies-" + what, action="resume",
+                                         while_frozen=start_the_next_run)
+        record["left_running"] = True
+        return record, following[0] if following else None
 
 
 def explain_failure(guest, args, last_log, problem, lines=25):
