@@ -53,7 +53,7 @@ for i in $(seq 1 "$chains"); do
   t=$SECONDS
   if IMPERMANENT_TEST_LOGS=$dir molecule side-effect -s resume >"$dir/molecule.log" 2>&1; then
     passed=$((passed + 1))
-    echo "soak: chain $i passed in $((SECONDS - t)) s: $(grep -h -o 'kill_chain: [0-9]* task-boundary.*' "$dir/molecule.log" | tail -n 1)"
+    echo "soak: chain $i passed in $((SECONDS - t)) s: $(grep -h -o 'kill_chain: [0-9]* task-boundary[^"]*' "$dir/molecule.log" | tail -n 1)"
   else
     echo "soak: chain $i FAILED after $((SECONDS - t)) s; $passed passed in a row before it"
     [ -f "$dir/resume-kill-chain/failure.txt" ] && head -n 40 "$dir/resume-kill-chain/failure.txt"
