@@ -31,7 +31,7 @@ export PATH := $(BIN):$(PATH)
 help:
 	@echo "make demo       provision a throwaway local UEFI VM end to end and show the layout"
 	@echo "make test       set up and run every test layer (lint, sanity, unit, integration, eval, molecule) and the demo"
-	@echo "make molecule-all  every Molecule scenario (make test runs default, fleet and reinstall)"
+	@echo "make molecule-all  every Molecule scenario (make test runs default, fleet, reinstall, resume and mitogen)"
 	@echo "make test-fast  unit + integration + eval only"
 	@echo "make test-oldest  sanity, unit and integration on the oldest supported ansible-core (.venv-oldest)"
 	@echo "make eval       evaluate every configuration the collection writes against NixOS option declarations"
@@ -128,9 +128,9 @@ eval: build host
 	$(BIN)/pytest -q -rs tests/eval
 
 # `make test` runs the scenarios that fit CI's time budget (about 70 minutes on 2 cores under TCG): default, fleet
-# (virtio + LUKS and NVMe in one run) and reinstall. `make molecule-all` runs every scenario, adding nvme, topology,
-# resume (the kill chain, the longest) and mitogen; any list: `make molecule MOLECULE_SCENARIOS="resume"`.
-MOLECULE_SCENARIOS ?= default fleet reinstall
+# (virtio + LUKS and NVMe in one run), reinstall, resume (the kill chain) and mitogen. `make molecule-all` runs every
+# scenario, adding nvme and topology; any list: `make molecule MOLECULE_SCENARIOS="resume"`.
+MOLECULE_SCENARIOS ?= default fleet reinstall resume mitogen
 molecule: build host
 	bash tests/run-molecule.sh $(MOLECULE_SCENARIOS)
 
