@@ -36,11 +36,6 @@ class LuksReader:
                                          what="cryptsetup luksDump")
         return luks.parse_luks_dump(out)
 
-    def uuid(self, device):
-        _rc, out, _err = self.runner.run([self.cryptsetup, "luksUUID", device], record=False,
-                                         what="cryptsetup luksUUID")
-        return out.strip() or None
-
     def probe(self, device):
         return probe_signature(self.runner, device)
 
@@ -150,8 +145,10 @@ def open_or_close(run):
     if p["state"] == "opened":
         result["opened"] = True
     if p["device"] is not None and (facts.is_luks or (plan.formats and not run.check_mode)):
-        result["uuid"] = reader.uuid(p["device"])
-        result["luks"] = reader.dump(p["device"])
+        # the header read before the plan is still the one on disk unless a format wrote a new one
+        dump = facts.dump if facts.is_luks and not (plan.formats and not run.check_mode) else reader.dump(p["device"])
+        result["uuid"] = dump["uuid"]
+        result["luks"] = dump
     return result
 
 

@@ -149,7 +149,9 @@ mapper:
   type: str
   sample: /dev/mapper/crypted
 uuid:
-  description: The LUKS UUID of O(device) (C(cryptsetup luksUUID)); null when the device has no header (yet).
+  description: >-
+    The LUKS UUID of O(device), read from its header (C(cryptsetup luksDump)); null when the device has no header
+    (yet).
   returned: always
   type: str
   sample: 4f8c1a50-3f0e-4d0c-9a7e-1c2b3d4e5f60
