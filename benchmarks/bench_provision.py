@@ -15,7 +15,10 @@ order, each from a blank disk (the reset between runs is not timed):
   * variants:   provision with one setting changed: pipelining off, no ControlPersist (a new ssh connection per
                 task), become off (the playbook's default is become: true, i.e. sudo even as root), and mitogen
                 (strategy mitogen_linear of the `mitogen` package, the opt-in accelerator; first run and rerun);
-  * probes:     `ssh true` and a playbook of one raw task and three ping modules (Ansible's fixed costs).
+  * probes:     `ssh true`, a playbook of one raw task and three ping modules (Ansible's fixed costs), and a
+                playbook of one ping module, plain and (with the mitogen variant) under Mitogen: the cost of any
+                playbook that runs a module. The FLOORS line adds it to the seed's commands (the seed script's
+                wall less `ssh true`): a playbook that runs those commands in module calls cannot be faster.
 
 Every ansible-playbook run gets a fresh ControlPath directory (it pays one ssh handshake, as the seed's one ssh
 call does) and the ansible.posix.profile_tasks callback; the per-task medians of the provision runs and the
@@ -160,6 +163,21 @@ PROBE_PLAYBOOK = """\
     - name: Ping module 3
       ansible.builtin.ping:
 """
+
+# The cheapest playbook that runs a module on the target: what any playbook pays before its module does any work
+# (ansible-playbook's start, the ssh connection, Python on the target, one module's round trip; with Mitogen, its
+# interpreter's start too). With the seed script's commands it makes the floor the report prints.
+ONE_MODULE_PLAYBOOK = """\
+- name: The cost of one module call
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: One ping module
+      ansible.builtin.ping:
+"""
+SSH_TRUE = "probe: ssh true"
+ONE_MODULE = "probe: playbook of 1 ping"
+ONE_MODULE_MITOGEN = "probe: playbook of 1 ping, mitogen"
 
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 PROFILE_LINE = re.compile(r"^(.+?) -{2,} (\d+\.\d+)s$", re.M)
@@ -414,13 +432,33 @@ class Bench(object):
 
     def run_probes(self):
         rec = self.check(self.run_logged("ssh-true", self.ssh_argv() + ["true"], self.env()), "ssh true")
-        self.record("probe: ssh true", rec)
+        self.record(SSH_TRUE, rec)
+        python = ["-e", "ansible_python_interpreter=/usr/bin/python3"]
         path = os.path.join(self.work, "probe.yml")
         with open(path, "w") as f:
             f.write(PROBE_PLAYBOOK)
-        rec = self.check(self.playbook("probe", path, extra_args=["-e", "ansible_python_interpreter=/usr/bin/python3"]),
-                         "probe playbook")
+        rec = self.check(self.playbook("probe", path, extra_args=python), "probe playbook")
         self.record("probe: playbook raw + 3 ping", rec)
+        path = os.path.join(self.work, "one-module.yml")
+        with open(path, "w") as f:
+            f.write(ONE_MODULE_PLAYBOOK)
+        self.record(ONE_MODULE, self.check(self.playbook("one-module", path, extra_args=python), "one-module"))
+        if self.mitogen_plugins:
+            env = dict(VARIANTS["mitogen"][1], ANSIBLE_STRATEGY_PLUGINS=self.mitogen_plugins)
+            self.record(ONE_MODULE_MITOGEN, self.check(self.playbook("one-module-mitogen", path, env, python),
+                                                       "one-module under Mitogen"))
+
+    def floors(self):
+        """Lower bounds of the provision runs, as ratios to the seed script: a playbook that does the seed's
+        commands (the seed script's wall less its one ssh connection) inside module calls also pays at least one
+        module call's playbook; a rerun pays that playbook alone. [(label, floor ratio)], empty without probes."""
+        seed, ssh = self.med(SEED), self.med(SSH_TRUE)
+        out = []
+        for label, probe in ((PROVISION, ONE_MODULE), (MITOGEN, ONE_MODULE_MITOGEN)):
+            if label in self.results and probe in self.results:
+                out.append((label, (self.med(probe) + seed - ssh) / seed))
+                out.append((label + " rerun", self.med(probe) / seed))
+        return out
 
     def items(self):
         items = [("seed", self.run_seed),
@@ -507,6 +545,13 @@ class Bench(object):
                   for (what, goal), calls in zip(CALL_GOALS, (first_calls, rerun_calls))]
         p("GOALS (x seed script) " + "; ".join(goals))
         p("MODULE CALLS first run = %s, rerun = %s" % (first_calls, rerun_calls))
+        floors = self.floors()
+        if floors:
+            goal = dict(RATIO_GOALS)
+            p("FLOORS (x seed script; first run: 1-ping playbook + seed script - ssh true; rerun: 1-ping playbook) "
+              + "; ".join("%s >= %.2f%s" % (label, floor, " (above its goal %.1f)" % goal[label]
+                                             if floor > goal[label] else "")
+                          for label, floor in floors))
         p("  (delegated to the controller, not counted above: first run = %s, rerun = %s)"
           % (self.module_calls(PROVISION, "controller_module_calls"),
              self.module_calls(PROVISION + " rerun", "controller_module_calls")))
@@ -554,6 +599,7 @@ class Bench(object):
         table(MITOGEN, "profile", 10)
         table(MITOGEN + " rerun", "profile", 10)
         table("probe: playbook raw + 3 ping", "profile", 5)
+        table(ONE_MODULE_MITOGEN, "profile", 1)
         p("")
         p("Same result? (seed script vs playbook, UUIDs masked)")
         for line in compare(self.describes.get("seed"), self.describes.get("provision")):

@@ -80,6 +80,32 @@ def test_report_without_mitogen_or_call_counts(tmp_path, capsys):
     assert "WARNING: provision.yml rerun was not idempotent (changed=[1, 1, 1])" in lines
 
 
+def test_report_prints_the_floors_from_the_probes(tmp_path, capsys):
+    b = bench(tmp_path, {
+        bp.SEED: seed_runs(),
+        "provision.yml": [run(w, 7, 1) for w in (25.0, 24.0, 26.0)],
+        "provision.yml rerun": [run(w, 0, 1) for w in (9.0, 9.0, 9.0)],
+        "provision.yml mitogen": [run(w, 7, 1) for w in (25.0, 25.0, 25.0)],
+        "provision.yml mitogen rerun": [run(w, 0, 1) for w in (10.0, 10.0, 10.0)],
+        bp.SSH_TRUE: [run(w) for w in (1.0, 1.0, 1.0)],
+        bp.ONE_MODULE: [run(w) for w in (2.0, 3.0, 2.5)],
+        bp.ONE_MODULE_MITOGEN: [run(w) for w in (4.4, 4.3, 4.5)],
+    })
+    b.report("a test machine")
+    lines = capsys.readouterr().out.splitlines()
+    # seed 11, ssh true 1: first run (probe + 10) / 11, rerun probe / 11; only the Mitogen first run's floor is
+    # above its goal (14.4 / 11 = 1.31 > 1.3)
+    assert ("FLOORS (x seed script; first run: 1-ping playbook + seed script - ssh true; rerun: 1-ping playbook) "
+            "provision.yml >= 1.14; provision.yml rerun >= 0.23; "
+            "provision.yml mitogen >= 1.31 (above its goal 1.3); provision.yml mitogen rerun >= 0.40") in lines
+
+
+def test_report_without_probes_prints_no_floors(tmp_path, capsys):
+    b = bench(tmp_path, {bp.SEED: seed_runs(), "provision.yml": [run(w, 7, 1) for w in (25.0, 24.0, 26.0)]})
+    b.report("a test machine")
+    assert not any(line.startswith("FLOORS") for line in capsys.readouterr().out.splitlines())
+
+
 def test_module_calls_counts_target_modules_per_item():
     rows = [
         {"task": "probe", "action": "ansible.builtin.raw", "status": "ok"},
