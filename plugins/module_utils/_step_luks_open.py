@@ -144,9 +144,10 @@ def open_or_close(run):
     result.update(changed=plan.changed, formatted=plan.formats)
     if p["state"] == "opened":
         result["opened"] = True
-    if p["device"] is not None and (facts.is_luks or (plan.formats and not run.check_mode)):
+    wrote_header = plan.formats and not run.check_mode
+    if p["device"] is not None and (facts.is_luks or wrote_header):
         # the header read before the plan is still the one on disk unless a format wrote a new one
-        dump = facts.dump if facts.is_luks and not (plan.formats and not run.check_mode) else reader.dump(p["device"])
+        dump = reader.dump(p["device"]) if wrote_header else facts.dump
         result["uuid"] = dump["uuid"]
         result["luks"] = dump
     return result
