@@ -434,19 +434,24 @@ class Bench(object):
         rec = self.check(self.run_logged("ssh-true", self.ssh_argv() + ["true"], self.env()), "ssh true")
         self.record(SSH_TRUE, rec)
         python = ["-e", "ansible_python_interpreter=/usr/bin/python3"]
-        path = os.path.join(self.work, "probe.yml")
-        with open(path, "w") as f:
-            f.write(PROBE_PLAYBOOK)
-        rec = self.check(self.playbook("probe", path, extra_args=python), "probe playbook")
+        rec = self.check(self.playbook("probe", self.write_playbook("probe.yml", PROBE_PLAYBOOK), extra_args=python),
+                         "probe playbook")
         self.record("probe: playbook raw + 3 ping", rec)
-        path = os.path.join(self.work, "one-module.yml")
-        with open(path, "w") as f:
-            f.write(ONE_MODULE_PLAYBOOK)
+        path = self.write_playbook("one-module.yml", ONE_MODULE_PLAYBOOK)
         self.record(ONE_MODULE, self.check(self.playbook("one-module", path, extra_args=python), "one-module"))
         if self.mitogen_plugins:
-            env = dict(VARIANTS["mitogen"][1], ANSIBLE_STRATEGY_PLUGINS=self.mitogen_plugins)
-            self.record(ONE_MODULE_MITOGEN, self.check(self.playbook("one-module-mitogen", path, env, python),
-                                                       "one-module under Mitogen"))
+            self.record(ONE_MODULE_MITOGEN, self.check(
+                self.playbook("one-module-mitogen", path, self.mitogen_env(), python), "one-module under Mitogen"))
+
+    def write_playbook(self, name, text):
+        path = os.path.join(self.work, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def mitogen_env(self):
+        """The mitogen variant's environment with the strategy plugins of the installed mitogen package."""
+        return dict(VARIANTS["mitogen"][1], ANSIBLE_STRATEGY_PLUGINS=self.mitogen_plugins)
 
     def floors(self):
         """Lower bounds of the provision runs, as ratios to the seed script: a playbook that does the seed's
@@ -469,7 +474,7 @@ class Bench(object):
         for name in [v for v in self.args.variants.split(",") if v]:
             desc, env, extra, rerun = VARIANTS[name]
             if name == "mitogen":
-                env = dict(env, ANSIBLE_STRATEGY_PLUGINS=self.mitogen_plugins)
+                env = self.mitogen_env()
             items.append((name, lambda d=desc, e=env, x=extra, r=rerun: self.run_provision(d, e, x, rerun=r)))
         items.append(("probes", self.run_probes))
         return items
@@ -545,6 +550,12 @@ class Bench(object):
                   for (what, goal), calls in zip(CALL_GOALS, (first_calls, rerun_calls))]
         p("GOALS (x seed script) " + "; ".join(goals))
         p("MODULE CALLS first run = %s, rerun = %s" % (first_calls, rerun_calls))
+        p("  (delegated to the controller, not counted above: first run = %s, rerun = %s)"
+          % (self.module_calls(PROVISION, "controller_module_calls"),
+             self.module_calls(PROVISION + " rerun", "controller_module_calls")))
+        if MITOGEN in self.results:
+            p("  (under Mitogen: first run = %s, rerun = %s)"
+              % (self.module_calls(MITOGEN), self.module_calls(MITOGEN + " rerun")))
         floors = self.floors()
         if floors:
             goal = dict(RATIO_GOALS)
@@ -552,12 +563,6 @@ class Bench(object):
               + "; ".join("%s >= %.2f%s" % (label, floor, " (above its goal %.1f)" % goal[label]
                                              if floor > goal[label] else "")
                           for label, floor in floors))
-        p("  (delegated to the controller, not counted above: first run = %s, rerun = %s)"
-          % (self.module_calls(PROVISION, "controller_module_calls"),
-             self.module_calls(PROVISION + " rerun", "controller_module_calls")))
-        if MITOGEN in self.results:
-            p("  (under Mitogen: first run = %s, rerun = %s)"
-              % (self.module_calls(MITOGEN), self.module_calls(MITOGEN + " rerun")))
         for label in [desc for desc, _, _, _ in VARIANTS.values() if desc in self.results]:
             p("RATIO %-34s / provision.yml = %.2f" % (label, self.med(label) / prov))
         # The host's load drifts within a run (other guests start and stop): the ratio of the two runs of the same
